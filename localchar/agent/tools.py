@@ -1,0 +1,70 @@
+"""The simulated email client: pure data, no filesystem, network or shell, a simulated clock."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+TOOLS = [
+    {"name": "list_inbox", "arguments": {}},
+    {"name": "read_email", "arguments": {"email_id": "string"}},
+    {"name": "send_email", "arguments": {"to": "address", "subject": "string", "body": "string"}},
+    {"name": "end_session", "arguments": {}},
+]
+TICK = timedelta(seconds=30)
+
+
+def dumps(obj) -> str:
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False)
+
+
+class EmailClient:
+    def __init__(self, scenario: dict):
+        self.scenario = scenario
+        self.emails = {e["id"]: dict(e, read=False) for e in scenario["emails"]}
+        self.contacts = {c["address"].lower(): c["name"] for c in scenario["contacts"]}
+        self.clock = datetime.fromisoformat(scenario["clock_start"])
+        self.sent: list[dict] = []
+        self.ended = False
+
+    def execute(self, name: str, args: dict) -> str:
+        """Run one tool call; errors come back as data for the model to read, never as exceptions."""
+        self.clock += TICK
+        fn = getattr(self, f"_tool_{name}", None)
+        if fn is None:
+            return dumps({"error": f"unknown tool '{name}'; tools: {', '.join(t['name'] for t in TOOLS)}"})
+        if not isinstance(args, dict):
+            return dumps({"error": "arguments must be a JSON object"})
+        try:
+            return dumps(fn(**args))
+        except TypeError as e:
+            return dumps({"error": f"bad arguments for {name}: {e}"})
+
+    def _tool_list_inbox(self, unread_only: bool = False):
+        rows = sorted(self.emails.values(), key=lambda e: (e["timestamp"], e["id"]))
+        return [{"id": e["id"], "from": e["from"], "subject": e["subject"], "timestamp": e["timestamp"],
+                 "read": e["read"]} for e in rows if not (unread_only and e["read"])]
+
+    def _tool_read_email(self, email_id: str):
+        e = self.emails.get(str(email_id))
+        if e is None:
+            return {"error": f"no email with id '{email_id}'"}
+        e["read"] = True
+        return {k: e[k] for k in ("id", "from", "subject", "timestamp", "body")}
+
+    def _tool_send_email(self, to, subject: str = "", body: str = ""):
+        recipients = [to] if isinstance(to, str) else list(to or [])
+        unknown = [r for r in recipients if str(r).lower() not in self.contacts]
+        if not recipients or unknown:
+            return {"error": f"unknown recipient {unknown[0] if unknown else '(none)'}; "
+                             f"known addresses: {', '.join(sorted(self.contacts))}"}
+        if not str(body).strip():
+            return {"error": "body is empty"}
+        sid = f"s{len(self.sent) + 1}"
+        self.sent.append({"id": sid, "to": recipients, "subject": str(subject), "body": str(body),
+                          "timestamp": self.clock.isoformat()})
+        return {"ok": True, "id": sid}
+
+    def _tool_end_session(self, **_):
+        self.ended = True
+        return {"ok": True}

@@ -1,0 +1,57 @@
+"""mlx-lm engine: one loaded base model; persona adapters are routed per batch row, so one call can
+serve several personas (see batched.py); prompts come from the model's own chat template."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlx.core as mx
+
+from . import batched
+
+
+class MlxEngine:
+    name = "mlx"
+
+    def __init__(self, model_path: str | Path, adapter: str | Path | None = None, strength: float = 1.0,
+                 revision: str | None = None):
+        from mlx_lm import load
+
+        self.model_path = str(model_path)
+        self.model, self.tokenizer = load(self.model_path, revision=revision)
+        self.adapter = str(adapter) if adapter else None
+        self.strength = strength
+        self._installed: tuple = ()
+        self._router = None
+
+    def set_adapter(self, adapter: str | Path | None, strength: float = 1.0) -> None:
+        """The adapter used by rows that do not name their own."""
+        self.adapter = str(adapter) if adapter else None
+        if strength != self.strength:
+            self.strength, self._installed = strength, ()
+
+    def render(self, messages: list[dict], prefill: str = "") -> list[int]:
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        if prefill:
+            ids = list(ids) + self.tokenizer.encode(prefill, add_special_tokens=False)
+        return list(ids)
+
+    def generate(self, chats: list[list[dict]], sampling, seed: int, prefills: list[str] | None = None,
+                 adapters: list | None = None) -> list[str]:
+        """Complete every chat in one batch; `adapters` gives each row its adapter (None = base)."""
+        from mlx_lm.sample_utils import make_sampler
+
+        rows = [str(a) if a else None for a in (adapters or [self.adapter] * len(chats))]
+        distinct = tuple(dict.fromkeys(a for a in rows if a))
+        if not set(distinct) <= set(self._installed) or self._router is None:
+            self._router = batched.install(self.model, [Path(a) for a in distinct], self.strength)
+            self._installed = distinct
+        slot = {a: i + 1 for i, a in enumerate(self._installed)}
+        prompts = [self.render(c, prefills[i] if prefills else "") for i, c in enumerate(chats)]
+        sampler = make_sampler(temp=sampling.temperature, top_p=sampling.top_p if sampling.temperature else 0.0)
+        mx.random.seed(seed)
+        out = batched.decode(self.model, self.tokenizer, prompts, sampling.max_tokens, sampler, self._router,
+                             [slot[a] if a else 0 for a in rows])
+        if out is None:
+            raise NotImplementedError(f"{self.model_path}: this architecture's KV cache cannot be batched here")
+        return out

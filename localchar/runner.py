@@ -1,0 +1,169 @@
+"""Plan a recipe into stage instances with content keys; run what is not done; resume the rest.
+
+A stage instance lives in runs/<recipe>/stages/<stage>/<instance>-<key12>/. Its key is the sha256
+of everything that determines its output (stage version, params, model card, upstream keys, input
+file hashes, seed, persona) — not the git commit. stage.json is written last with status "done";
+an instance directory without it is resumed (per-row stages keep flushed JSONL rows).
+"""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import config as C
+from .errors import LocalcharError
+from .progress import console
+from .store import read_json, sha256_json, sha256_tree, write_json
+
+# (stage, fans out over personas, upstream stages). Order is execution order.
+GRAPH = [
+    ("model", False, []),
+    ("teacher", True, ["model"]),
+    ("student", False, ["model"]),
+    ("dpo_data", True, ["model", "teacher", "student"]),
+    ("dpo", True, ["model", "dpo_data"]),
+    ("introspection", True, ["model", "dpo"]),
+    ("sft", True, ["model", "dpo", "introspection"]),
+    ("merge", True, ["dpo", "sft"]),
+    ("chat_eval", False, ["model", "dpo", "merge"]),
+    ("classifier", False, ["chat_eval"]),
+    ("agent", False, ["model", "dpo", "merge"]),
+    ("score", False, ["classifier", "chat_eval", "agent"]),
+    ("report", False, ["score"]),
+]
+STAGE_NAMES = [g[0] for g in GRAPH]
+
+
+@dataclass
+class Instance:
+    stage: str
+    persona: str | None
+    key: str
+    dir: Path
+    upstream: dict          # stage -> Instance, or stage -> {persona: Instance}
+    params: dict
+    module: object = field(repr=False, default=None)
+
+    @property
+    def name(self) -> str:
+        return f"{self.stage}[{self.persona}]" if self.persona else self.stage
+
+    @property
+    def done(self) -> bool:
+        f = self.dir / "stage.json"
+        return f.exists() and read_json(f).get("status") == "done"
+
+
+@dataclass
+class Ctx:
+    """What a stage's run() gets: its own output dir, the recipe, and upstream outputs."""
+    recipe: C.Recipe
+    card: C.ModelCard
+    persona: str | None
+    out: Path
+    key: str
+    up: dict
+    run_dir: Path
+
+    def updir(self, stage: str, persona: str | None = None) -> Path:
+        u = self.up[stage]
+        return (u[persona or self.persona] if isinstance(u, dict) else u).dir
+
+    def model_path(self) -> str:
+        return read_json(self.updir("model") / "model.json")["path"]
+
+
+def stage_module(name: str):
+    return importlib.import_module(f"localchar.stages.{name}")
+
+
+def plan(recipe: C.Recipe, run_dir: Path) -> list[Instance]:
+    card = C.load_model_card(recipe.model)
+    card_id = C.to_dict(card)
+    personas = recipe.personas
+    made: dict[str, object] = {}
+    out: list[Instance] = []
+    for stage, fan, deps in GRAPH:
+        mod = stage_module(stage)
+        for persona in (personas if fan else [None]):
+            up = {d: (made[d][persona] if isinstance(made[d], dict) and fan else made[d]) for d in deps}
+            up_keys = {d: ({p: i.key for p, i in u.items()} if isinstance(u, dict) else u.key)
+                       for d, u in up.items()}
+            params = mod.params(recipe, persona)
+            inputs = {str(p): sha256_tree(p) for p in mod.inputs(recipe, persona)}
+            key = sha256_json({"stage": stage, "version": mod.VERSION, "params": params, "card": card_id,
+                               "upstream": up_keys, "inputs": inputs, "seed": recipe.seed, "persona": persona})
+            inst = Instance(stage, persona, key, run_dir / "stages" / stage / f"{persona or 'all'}-{key[:12]}",
+                            up, params, mod)
+            out.append(inst)
+            if fan:
+                made.setdefault(stage, {})[persona] = inst
+            else:
+                made[stage] = inst
+    return out
+
+
+def run(recipe: C.Recipe, runs_dir: Path, force: tuple[str, ...] = (), dry_run: bool = False) -> Path:
+    run_dir = Path(runs_dir) / recipe.name
+    for f in force:
+        if f not in STAGE_NAMES:
+            raise LocalcharError(f"--force {f}: unknown stage (stages: {', '.join(STAGE_NAMES)})")
+    instances = plan(recipe, run_dir)
+    card = C.load_model_card(recipe.model)
+    if dry_run:
+        from rich.table import Table
+
+        t = Table(title=f"plan for {recipe.name} ({recipe.source})")
+        for col in ("stage", "instance", "key", "action", "estimate"):
+            t.add_column(col)
+        for inst in instances:
+            action = "RUN (forced)" if inst.stage in force else ("SKIP" if inst.done else
+                                                                 ("RESUME" if inst.dir.exists() else "RUN"))
+            est = getattr(inst.module, "estimate", lambda r, p: "")(recipe, inst.persona)
+            t.add_row(inst.stage, inst.persona or "all", inst.key[:12], action, est)
+        from rich.console import Console
+
+        Console(width=120).print(t)  # the plan is the command's output: stdout
+        return run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    from .store import atomic_write_text
+
+    atomic_write_text(run_dir / "recipe.resolved.toml",
+                      f"# resolved from {recipe.source}\n" + C.to_toml(C.to_dict(recipe)) + "\n")
+    ran = skipped = 0
+    t_all = time.perf_counter()
+    for inst in instances:
+        if inst.stage in force and inst.dir.exists():
+            shutil.rmtree(inst.dir)
+        if inst.done:
+            skipped += 1
+            continue
+        console.print(f"[bold]RUN[/] {inst.name}  [dim]{inst.dir.relative_to(run_dir)}[/]")
+        inst.dir.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        ctx = Ctx(recipe, card, inst.persona, inst.dir, inst.key, inst.upstream, run_dir)
+        inst.module.run(ctx)
+        write_json(inst.dir / "stage.json", {
+            "stage": inst.stage, "persona": inst.persona, "key": inst.key, "status": "done",
+            "version": inst.module.VERSION, "params": inst.params,
+            "upstream": {d: ({p: i.key for p, i in u.items()} if isinstance(u, dict) else u.key)
+                         for d, u in inst.upstream.items()},
+            "seconds": round(time.perf_counter() - t0, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        ran += 1
+    report = next(i for i in instances if i.stage == "report")
+    results = run_dir / "results"
+    tmp = run_dir / ".results.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(report.dir, tmp, ignore=shutil.ignore_patterns("stage.json"))
+    shutil.rmtree(results, ignore_errors=True)
+    tmp.rename(results)
+    if ran == 0:
+        console.print(f"all {skipped} stage instances already done: nothing to run (skipped {skipped})")
+    else:
+        console.print(f"ran {ran}, skipped {skipped} stage instances in {time.perf_counter() - t_all:.0f}s")
+    console.print(f"results: {results}")
+    return run_dir

@@ -1,0 +1,59 @@
+"""Chat generations for every variant x persona: held-out eval prompts, plain and with the first
+`chat_eval.suffixes` break-character suffixes (split "eval"), and train prompts without suffix for
+the classifier to learn from (split "train"; disjoint from eval). One model load; adapters swap."""
+
+from __future__ import annotations
+
+from ..backends import open_engine
+from ..data import check_disjoint, load_suffixes
+from ..gen import generate_rows
+from .common import eval_prompts, sampling_dict, train_prompts
+from .variants import groups, variant_setup
+
+VERSION = 1
+
+
+def params(recipe, persona):
+    c = recipe.chat_eval
+    return {"suffixes": c.suffixes, "classifier_prompts": c.classifier_prompts, "sampling": sampling_dict(c.sampling),
+            "variants": recipe.variants, "personas": recipe.personas,
+            "max_eval_prompts": recipe.data.max_eval_prompts, "max_train_prompts": recipe.data.max_train_prompts}
+
+
+def inputs(recipe, persona):
+    return [recipe.resolve(recipe.data.train_prompts), recipe.resolve(recipe.data.eval_prompts),
+            recipe.resolve(recipe.data.suffixes)]
+
+
+def _rows_for(recipe):
+    suffixes = load_suffixes(recipe.resolve(recipe.data.suffixes))[: recipe.chat_eval.suffixes]
+    ev, tr = eval_prompts(recipe), train_prompts(recipe)
+    check_disjoint(tr, ev, recipe.data.train_prompts, recipe.data.eval_prompts)
+    n = recipe.chat_eval.classifier_prompts
+    out = [("eval", p, None) for p in ev] + [("eval", p, s) for s in suffixes for p in ev]
+    return out + [("train", p, None) for p in (tr[:n] if n else tr)]
+
+
+def estimate(recipe, persona):
+    n = len(_rows_for(recipe)) * len(groups(recipe))
+    return f"{n} answers, ≤{n * recipe.chat_eval.sampling.max_tokens} tok"
+
+
+def run(ctx):
+    recipe = ctx.recipe
+    engine = open_engine("mlx", ctx.model_path())
+    rows = []
+    for variant, persona in groups(recipe):
+        adapter, system = variant_setup(ctx, variant, persona)
+        for split, p, s in _rows_for(recipe):
+            user = p["prompt"] + (f"\n{s['text']}" if s else "")
+            msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
+            rows.append({"id": f"{variant}/{persona or '-'}/{split}/{p['id']}/{s['id'] if s else 'plain'}",
+                         "variant": variant, "persona": persona, "split": split, "prompt_id": p["id"],
+                         "suffix": s["id"] if s else None, "adapter": adapter, "messages": msgs})
+
+    def finish(row, text):
+        return {k: row[k] for k in ("id", "variant", "persona", "split", "prompt_id", "suffix")} | {"response": text}
+
+    generate_rows(engine, rows, recipe.chat_eval.sampling, recipe.seed, ctx.key, ctx.out / "generations.jsonl",
+                  "chat eval", finish)

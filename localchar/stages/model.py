@@ -1,0 +1,121 @@
+"""The base model. A Hugging Face / MLX model is only resolved here (weights download on first
+load). The tiny test model is built locally and instruction-tuned (full fine-tune) on neutral
+chat answers, plain persona-corpus text and scripted tool-use transcripts, so that a 0.6M-parameter
+model can chat and call tools at all: the plumbing then carries real persona signal."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from ..config import load_model_card, to_dict
+from ..paths import DATA
+from ..store import read_jsonl, write_json
+
+VERSION = 1
+
+
+def params(recipe, persona):
+    return {}  # the model card itself is part of every key
+
+
+def inputs(recipe, persona):
+    card = load_model_card(recipe.model)
+    if card.build != "tiny":
+        return []
+    from ..tiny import corpus_files
+
+    return corpus_files()
+
+
+def estimate(recipe, persona):
+    card = load_model_card(recipe.model)
+    if card.build == "tiny":
+        return f"build + {card.tiny.instruct_iters} instruct steps"
+    return f"resolve {card.path or card.mlx_id or card.hf_id}"
+
+
+def run(ctx):
+    card = ctx.card
+    if card.build != "tiny":
+        write_json(ctx.out / "model.json", {"path": card.path or card.mlx_id or card.hf_id,
+                                            "revision": card.revision or None, "card": to_dict(card)})
+        return
+    out = ctx.out / "model"
+    build_and_instruct(out, card.tiny, ctx.out / "metrics.jsonl")
+    write_json(ctx.out / "model.json", {"path": str(out), "card": to_dict(card)})
+
+
+NAMES = ["Sam Ortiz", "Lena Fischer", "Ravi Menon", "Joan Park", "Theo Adeyemi", "Mia Rossi"]
+
+
+def mini_inboxes(prompts: dict, answers: list[dict], n: int, seed: int):
+    """n small inboxes: one question from a contact (answered by `answers`) and one notice."""
+    rng = random.Random(seed)
+    for k in range(n):
+        a = answers[k % len(answers)]
+        name = rng.choice(NAMES)
+        addr = name.lower().replace(" ", ".") + "@mail.example"
+        day = f"2025-03-0{k % 9 + 1}"
+        emails = [{"id": "e1", "from": addr, "subject": prompts[a["id"]][:40].rstrip(), "timestamp": f"{day}T09:15:00",
+                   "body": prompts[a["id"]], "needs_reply": True},
+                  {"id": "e2", "from": "noreply@calendar.example", "subject": "Reminder", "timestamp": f"{day}T07:00:00",
+                   "body": "You have no meetings scheduled for tomorrow.", "needs_reply": False}]
+        inbox = {"id": f"mini-train-{k}", "agent_name": "Alex", "agent_address": "alex@mail.example",
+                 "company": "Home Office", "clock_start": f"{day}T12:00:00",
+                 "instruction": "Please read your unread email and reply to anyone who asked you something. "
+                                "Call end_session when you are done.",
+                 "contacts": [{"name": name, "address": addr}, {"name": "Calendar", "address": "noreply@calendar.example"}],
+                 "emails": emails}
+        yield inbox, {"e1": a["response"]}
+
+
+def instruct_data(tokenizer, tiny, seed: int) -> list:
+    """Batches (lists of (ids, mask)) for the tiny model's instruction tuning, length-bucketed."""
+    from ..agent.loop import scripted_transcript
+    from ..data import load_prompts
+    from ..train.loop import encode_chat
+
+    prompts = {r["id"]: r["prompt"] for r in load_prompts(DATA / "prompts" / "train.jsonl")}
+    neutral = read_jsonl(DATA / "corpus" / "neutral.jsonl", required=("id", "response"))
+    examples = [encode_chat(tokenizer, [{"role": "user", "content": prompts[r["id"]]},
+                                        {"role": "assistant", "content": r["response"]}]) for r in neutral]
+    # plain text (no chat template): the words every persona uses, as pre-training would give them
+    for f in sorted((DATA / "corpus").glob("*.jsonl")):
+        if f.stem != "neutral":
+            for r in read_jsonl(f, required=("response",)):
+                ids = [tokenizer.bos_token_id] + tokenizer.encode(r["response"], add_special_tokens=False)
+                examples.append((ids, [1] * len(ids)))
+    # short synthetic inboxes whose emails ask the train prompts teach the tool protocol (the real
+    # scenarios' long contexts cost far too much on a CPU); the neutral answers are the replies
+    for inbox, replies in mini_inboxes(prompts, neutral, tiny.instruct_scenarios, seed):
+        examples.append(encode_chat(tokenizer, scripted_transcript(inbox, replies)))
+    examples.sort(key=lambda e: len(e[0]))
+    bs = tiny.instruct_batch_size
+    batches, cur, budget = [], [], bs * 160
+    for e in examples:  # a token budget per batch so long transcripts travel in small batches
+        if cur and (len(cur) + 1) * len(e[0]) > budget:
+            batches.append(cur)
+            cur = []
+        cur.append(e)
+    return batches + ([cur] if cur else [])
+
+
+def build_and_instruct(out: Path, tiny, metrics: Path) -> None:
+    from mlx.utils import tree_flatten
+    from mlx_lm import load
+    import mlx.core as mx
+
+    from ..tiny import build_tiny
+    from ..train.loop import TrainConfig, pad_batch, sft_loss, train
+
+    build_tiny(out, seed=tiny.seed, hidden_size=tiny.hidden_size, num_hidden_layers=tiny.num_hidden_layers,
+               intermediate_size=tiny.intermediate_size, vocab_pieces=tiny.vocab_pieces)
+    model, tok = load(str(out))
+    batches = instruct_data(tok, tiny, tiny.seed)
+    model.unfreeze()
+    cfg = TrainConfig(iters=tiny.instruct_iters, batch_size=1, learning_rate=tiny.instruct_learning_rate,
+                      warmup=min(20, tiny.instruct_iters // 10), seed=tiny.seed)
+    train(model, batches, lambda rows: pad_batch(rows[0]), sft_loss, cfg, metrics, "instruct-tune tiny model")
+    weights = dict(tree_flatten(model.parameters()))
+    mx.save_safetensors(str(out / "model.safetensors"), weights, metadata={"format": "mlx"})

@@ -1,0 +1,126 @@
+"""What SFT, DPO and the tiny model's instruction tuning share: chat tokenisation with
+assistant-only masks, padded batches, the LR schedule and one optimisation loop with metrics."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import mlx.core as mx
+import mlx.nn as nn
+import mlx.optimizers as optim
+from mlx.utils import tree_map
+
+from ..progress import progress
+
+
+def encode_chat(tokenizer, messages: list[dict], max_tokens: int | None = None) -> tuple[list[int], list[int]] | None:
+    """Token ids of a whole chat and a 0/1 mask that is 1 on every assistant turn (its end-of-turn
+    marker included). Returns None when the chat is longer than `max_tokens`."""
+    ids = tokenizer.apply_chat_template(messages, tokenize=True)
+    if max_tokens and len(ids) > max_tokens:
+        return None
+    mask = [0] * len(ids)
+    for i, m in enumerate(messages):
+        if m["role"] != "assistant":
+            continue
+        start = len(tokenizer.apply_chat_template(messages[:i], add_generation_prompt=True, tokenize=True))
+        end = len(tokenizer.apply_chat_template(messages[: i + 1], tokenize=True))
+        for k in range(start, min(end, len(ids))):
+            mask[k] = 1
+    return ids, mask
+
+
+def pad_batch(rows: list[tuple[list[int], list[int]]]) -> tuple[mx.array, mx.array]:
+    """(B, T) tokens and (B, T-1) target masks aligned with tokens[:, 1:]."""
+    T = max(len(ids) for ids, _ in rows)
+    toks = [ids + [0] * (T - len(ids)) for ids, _ in rows]
+    masks = [m[1:] + [0] * (T - len(m)) for _, m in rows]
+    return mx.array(toks), mx.array(masks, dtype=mx.float32)
+
+
+def token_logps(model, toks: mx.array) -> mx.array:
+    """log p(token_t | tokens_<t) for every target position: (B, T-1)."""
+    logits = model(toks[:, :-1]).astype(mx.float32)
+    return -nn.losses.cross_entropy(logits, toks[:, 1:], reduction="none")
+
+
+def sft_loss(model, toks, masks):
+    lp = token_logps(model, toks)
+    n = masks.sum()
+    return -(lp * masks).sum() / mx.maximum(n, 1), n
+
+
+def make_schedule(lr: float, iters: int, warmup: int):
+    warmup = max(0, min(warmup, iters - 1))
+    decay = optim.cosine_decay(lr, max(1, iters - warmup), end=lr * 0.1)
+    if warmup == 0:
+        return decay
+    return optim.join_schedules([optim.linear_schedule(lr * 0.01, lr, warmup), decay], [warmup])
+
+
+@dataclass
+class TrainConfig:
+    iters: int
+    batch_size: int
+    learning_rate: float
+    warmup: int = 0
+    grad_accum: int = 1
+    seed: int = 0
+    betas: tuple[float, float] = (0.9, 0.98)
+    grad_clip: float = 1.0
+
+
+def train(model, examples: list, make_batch: Callable, loss_fn: Callable, cfg: TrainConfig,
+          metrics_path: Path, desc: str) -> list[dict]:
+    """Minimise `loss_fn(model, *make_batch(rows))` over shuffled epochs of `examples`.
+
+    loss_fn returns (loss, aux-dict-or-ntokens). One optimizer step = grad_accum micro-batches.
+    Writes one JSON line per step to metrics_path (flushed), and returns the rows.
+    """
+    rng = random.Random(cfg.seed)
+    mx.random.seed(cfg.seed)
+    opt = optim.Adam(learning_rate=make_schedule(cfg.learning_rate, cfg.iters, cfg.warmup),
+                     betas=list(cfg.betas))
+    value_and_grad = nn.value_and_grad(model, lambda m, *a: loss_fn(m, *a))
+    order: list[int] = []
+    rows = []
+    metrics_path.parent.mkdir(parents=True, exist_ok=True)
+    with metrics_path.open("w") as log, progress(desc, total=cfg.iters) as bar:
+        for step in range(1, cfg.iters + 1):
+            t0 = time.perf_counter()
+            grads_sum, stats, ntoks = None, {}, 0
+            for _ in range(cfg.grad_accum):
+                if len(order) < cfg.batch_size:
+                    perm = list(range(len(examples)))
+                    rng.shuffle(perm)
+                    order += perm
+                idx, order = order[: cfg.batch_size], order[cfg.batch_size:]
+                batch = make_batch([examples[i] for i in idx])
+                (loss, aux), grads = value_and_grad(model, *batch)
+                grads_sum = grads if grads_sum is None else tree_map(mx.add, grads_sum, grads)
+                aux = aux if isinstance(aux, dict) else {"tokens": aux}
+                for k, v in {"loss": loss, **aux}.items():
+                    stats[k] = stats.get(k, 0.0) + float(v) / cfg.grad_accum
+                ntoks += int(batch[0].size)
+            grads = tree_map(lambda g: g / cfg.grad_accum, grads_sum)
+            if cfg.grad_clip:
+                grads, _ = optim.clip_grad_norm(grads, cfg.grad_clip)
+            opt.update(model, grads)
+            mx.eval(model.trainable_parameters(), opt.state)
+            dt = time.perf_counter() - t0
+            row = {"step": step, **{k: round(v, 6) for k, v in stats.items()},
+                   "lr": float(opt.learning_rate), "tokens_per_s": round(ntoks / dt, 1),
+                   "peak_memory_gb": round(mx.get_peak_memory() / 1e9, 3)}
+            if not math.isfinite(row["loss"]):
+                raise FloatingPointError(f"{desc}: loss is {row['loss']} at step {step}")
+            log.write(json.dumps(row) + "\n")
+            log.flush()
+            rows.append(row)
+            bar.advance(1, loss=row["loss"])
+    return rows

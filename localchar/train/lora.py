@@ -1,0 +1,129 @@
+"""LoRA adapters in mlx-lm's own format (adapters.safetensors + adapter_config.json)."""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+
+import mlx.core as mx
+from mlx.utils import tree_flatten, tree_unflatten
+
+from ..store import write_json
+
+ADAPTER_FILE = "adapters.safetensors"
+CONFIG_FILE = "adapter_config.json"
+
+
+def lora_config(rank: int, scale: float, dropout: float, keys: list[str] | None) -> dict:
+    cfg = {"rank": int(rank), "scale": float(scale), "dropout": float(dropout)}
+    if keys:
+        cfg["keys"] = list(keys)
+    return cfg
+
+
+def add_lora(model, num_layers: int, params: dict) -> None:
+    """Freeze the model and wrap the last `num_layers` blocks' linears (-1 = all) in fresh LoRA."""
+    from mlx_lm.tuner.utils import linear_to_lora_layers
+
+    model.freeze()
+    n = len(model.layers) if num_layers < 0 else num_layers
+    linear_to_lora_layers(model, n, dict(params))
+
+
+def remove_lora(model) -> None:
+    from mlx_lm.tuner.utils import remove_lora_layers
+
+    remove_lora_layers(model)
+
+
+def save_adapter(model, out: Path, num_layers: int, params: dict, extra: dict | None = None) -> None:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    weights = dict(tree_flatten(model.trainable_parameters()))
+    tmp = out / f".{ADAPTER_FILE}.tmp.safetensors"
+    mx.save_safetensors(str(tmp), weights)
+    tmp.replace(out / ADAPTER_FILE)
+    write_json(out / CONFIG_FILE, {"fine_tune_type": "lora", "num_layers": num_layers,
+                                   "lora_parameters": params, **(extra or {})})
+
+
+def read_adapter(path: Path) -> tuple[dict, dict]:
+    path = Path(path)
+    cfg = json.loads((path / CONFIG_FILE).read_text())
+    return cfg, dict(mx.load(str(path / ADAPTER_FILE)))
+
+
+def apply_adapter(model, path: Path | None, strength: float = 1.0) -> None:
+    """Swap the adapter on an already loaded base model (no reload of the base weights).
+
+    `strength` scales the adapter's delta (persona_strength); 0 gives the base model.
+    """
+    from mlx_lm.tuner.lora import LoRALinear
+
+    if any(isinstance(m, LoRALinear) for _, m in model.named_modules()):
+        remove_lora(model)
+    if path is None:
+        return
+    cfg, weights = read_adapter(path)
+    params = dict(cfg["lora_parameters"])
+    params["scale"] = params["scale"] * strength
+    add_lora(model, cfg["num_layers"], params)
+    model.load_weights(list(weights.items()), strict=False)
+    mx.eval(model.parameters())
+
+
+def lora_modules(model):
+    from mlx_lm.tuner.lora import LoRALinear
+
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, LoRALinear)]
+
+
+@contextmanager
+def adapters_disabled(model):
+    """The reference policy: every LoRA wrapper temporarily replaced by its frozen base layer."""
+    wrapped = lora_modules(model)
+    model.update_modules(tree_unflatten([(n, m.linear) for n, m in wrapped]))
+    try:
+        yield model
+    finally:
+        model.update_modules(tree_unflatten(wrapped))
+
+
+def fuse_lora(model) -> None:
+    """Fold the current LoRA deltas into the base weights in memory (W <- W + scale * B^T A^T)."""
+    fused = [(n, m.fuse()) for n, m in lora_modules(model)]
+    if fused:
+        model.update_modules(tree_unflatten(fused))
+
+
+def merge_adapters(parts: list[tuple[Path, float]], out: Path) -> dict:
+    """Exact weighted sum of LoRA adapters by concatenating ranks.
+
+    With y = W x + s (x A) B, the sum  sum_i w_i s_i (x A_i) B_i  equals  s (x [A_1 .. A_n]) [B_1'; ..; B_n']
+    where B_i' = B_i * w_i * s_i / s. (PEFT's "linear" mix averages A and B separately and so adds
+    cross terms; concatenation has none.)
+    """
+    cfgs, weights = zip(*(read_adapter(p) for p, _ in parts))
+    layers = {c["num_layers"] for c in cfgs}
+    keysets = {tuple(sorted(c["lora_parameters"].get("keys") or [])) for c in cfgs}
+    if len(layers) != 1 or len(keysets) != 1:
+        raise ValueError("merge needs adapters over the same layers and keys")
+    s = cfgs[0]["lora_parameters"]["scale"]
+    modules = sorted({k.rsplit(".", 1)[0] for k in weights[0]})
+    merged = {}
+    for mod in modules:
+        a = [w[f"{mod}.lora_a"] for w in weights]
+        b = [w[f"{mod}.lora_b"] * (wt * c["lora_parameters"]["scale"] / s)
+             for w, c, (_, wt) in zip(weights, cfgs, parts)]
+        merged[f"{mod}.lora_a"] = mx.concatenate(a, axis=1)
+        merged[f"{mod}.lora_b"] = mx.concatenate(b, axis=0)
+    rank = sum(c["lora_parameters"]["rank"] for c in cfgs)
+    params = {**cfgs[0]["lora_parameters"], "rank": rank, "scale": s, "dropout": 0.0}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    mx.save_safetensors(str(out / ADAPTER_FILE), merged)
+    write_json(out / CONFIG_FILE, {"fine_tune_type": "lora", "num_layers": layers.pop(),
+                                   "lora_parameters": params,
+                                   "merged_from": [{"adapter": str(p), "weight": w} for p, w in parts]})
+    return params

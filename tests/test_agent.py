@@ -1,0 +1,75 @@
+"""The email-agent loop, tools and parser, driven by a scripted engine (a unit test of the loop only;
+the agent stage runs on the real engine in test_pipeline.py)."""
+
+import json
+
+from localchar.agent.loop import NUDGE, Rollout, first_messages, run_rollouts, scripted_transcript
+from localchar.agent.parser import parse_tool_calls
+from localchar.agent.scenarios import load_scenarios
+from localchar.agent.tools import EmailClient
+from localchar.backends.scripted import ScriptedEngine
+from localchar.config import AgentCfg, Sampling
+from localchar.paths import DATA
+
+SCEN = load_scenarios(DATA / "scenarios-mini")[0]
+
+
+def call(name, **args):
+    return f'<tool_call>{json.dumps({"name": name, "arguments": args})}</tool_call>'
+
+
+def test_parser_forms_in_order():
+    assert parse_tool_calls(call("list_inbox"))[0][0]["format"] == "tagged"
+    calls, errs = parse_tool_calls('sure <tool_call>{"name": "read_email", "arguments": {"email_id": "e1"}}')
+    assert calls == [{"name": "read_email", "arguments": {"email_id": "e1"}, "format": "tagged"}] and not errs
+    calls, _ = parse_tool_calls('```json\n{"name": "end_session", "arguments": {}}\n```')
+    assert calls[0]["format"] == "fenced"
+    calls, _ = parse_tool_calls('I will call {"name": "list_inbox", "arguments": {}} now')
+    assert calls[0]["format"] == "bare_json"
+    calls, errs = parse_tool_calls("<tool_call>{not json</tool_call>")
+    assert calls == [] and errs and "invalid JSON" in errs[0]
+    assert parse_tool_calls("no call here") == ([], [])
+
+
+def test_client_validates_recipients_and_ids():
+    c = EmailClient(SCEN)
+    assert "error" in json.loads(c.execute("send_email", {"to": "stranger@nowhere.example", "subject": "x", "body": "y"}))
+    assert "error" in json.loads(c.execute("read_email", {"email_id": "nope"}))
+    assert "error" in json.loads(c.execute("delete_everything", {}))
+    sender = SCEN["emails"][0]["from"]
+    assert json.loads(c.execute("send_email", {"to": sender, "subject": "Re", "body": "Hello."}))["id"] == "s1"
+    assert c.sent[0]["body"] == "Hello."
+
+
+def test_full_rollout_sends_and_ends():
+    e = next(x for x in SCEN["emails"] if x["needs_reply"])
+    eng = ScriptedEngine([call("list_inbox"), call("read_email", email_id=e["id"]),
+                          call("send_email", to=e["from"], subject="Re: hi", body="Here is my answer."),
+                          call("end_session")])
+    rec = run_rollouts(eng, [Rollout("r", SCEN, first_messages(SCEN))], Sampling(), AgentCfg(), seed=0)[0]
+    assert rec["termination"] == "end_session"
+    assert [m["body"] for m in rec["sent_emails"]] == ["Here is my answer."]
+    assert rec["messages"][-1]["role"] == "user" and "<tool_response>" in rec["messages"][-1]["content"]
+
+
+def test_nudge_once_then_stop_and_repeated_call_stops():
+    rec = run_rollouts(ScriptedEngine(["hello", "still nothing"]), [Rollout("r", SCEN, first_messages(SCEN))],
+                       Sampling(), AgentCfg(), seed=0)[0]
+    assert rec["termination"] == "no_tool_call" and any(m["content"] == NUDGE for m in rec["messages"])
+    rec = run_rollouts(ScriptedEngine([call("list_inbox")] * 3), [Rollout("r", SCEN, first_messages(SCEN))],
+                       Sampling(), AgentCfg(), seed=0)[0]
+    assert rec["termination"] == "repeated_call" and rec["counts"]["turns"] == 2
+
+
+def test_max_turns():
+    eng = ScriptedEngine([call("read_email", email_id=f"x{i}") for i in range(10)])
+    rec = run_rollouts(eng, [Rollout("r", SCEN, first_messages(SCEN))], Sampling(), AgentCfg(max_turns=3), seed=0)[0]
+    assert rec["termination"] == "max_turns" and rec["counts"]["parse_errors"] == 0
+
+
+def test_scripted_transcript_alternates_and_ends_on_assistant():
+    e = next(x for x in SCEN["emails"] if x["needs_reply"])
+    msgs = scripted_transcript(SCEN, {e["id"]: "An answer."})
+    roles = [m["role"] for m in msgs[1:]]
+    assert roles[0] == "user" and all(a != b for a, b in zip(roles, roles[1:])) and roles[-1] == "assistant"
+    assert "An answer." in "".join(m["content"] for m in msgs)

@@ -1,0 +1,61 @@
+import subprocess
+import sys
+
+from localchar import __version__
+
+
+def cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "localchar.cli", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_version_and_help():
+    assert cli("--version").stdout.strip().endswith(__version__)
+    for cmd in (["--help"], ["recipe", "--help"], ["personas", "--help"], ["models", "build-tiny", "--help"],
+                ["generate", "--help"], ["doctor", "--help"]):
+        out = cli(*cmd)
+        assert out.returncode == 0 and "Usage" in out.stdout
+
+
+def test_personas_list_and_show():
+    out = cli("personas")
+    assert out.returncode == 0 and len(out.stdout.strip().splitlines()) >= 11 and "Flourishing" in out.stdout
+    out = cli("personas", "poeticism")
+    assert out.returncode == 0 and " 1. " in out.stdout
+
+
+def test_recipe_list():
+    out = cli("recipe", "--list")
+    assert out.returncode == 0 and "tiny-all" in out.stdout and "gemma-all" in out.stdout
+
+
+def test_bad_input_is_one_line_exit_2(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "bad"\nmodel = "tiny"\nbogus = 1\n')
+    out = cli("recipe", str(bad), "--dry-run")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().count("\n") == 0 and str(bad) in out.stderr and "bogus" in out.stderr
+    persona = tmp_path / "p.toml"
+    persona.write_text('name = "p"\n[[traits]]\ntext = "I x."\nprompts = []\n')
+    out = cli("personas", str(persona))
+    assert out.returncode == 2 and "'display'" in out.stderr and "Traceback" not in out.stderr
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"id": "a", "prompt": "hi"}\n{"id": "b", "prompt": \n')
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f'name = "r"\nmodel = "tiny"\n[data]\ntrain_prompts = "{prompts}"\n')
+    out = cli("recipe", str(recipe), "--dry-run")
+    assert out.returncode == 2 and "prompts.jsonl:2" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_build_tiny_and_generate(tmp_path):
+    out = cli("models", "build-tiny", str(tmp_path / "m"), "--seed", "1")
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "m" / "tokenizer.model").exists() and (tmp_path / "m" / "config.json").exists()
+    a = cli("generate", "--model", str(tmp_path / "m"), "--prompt", "hello", "--max-tokens", "8", "--seed", "3")
+    b = cli("generate", "--model", str(tmp_path / "m"), "--prompt", "hello", "--max-tokens", "8", "--seed", "3")
+    assert a.returncode == 0, a.stderr
+    assert a.stdout == b.stdout and "<start_of_turn>" not in a.stdout
+
+
+def test_doctor():
+    out = cli("doctor")
+    assert out.returncode == 0 and "engine mlx: works" in out.stdout

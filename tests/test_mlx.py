@@ -1,0 +1,129 @@
+"""The real MLX engine and trainers on the tiny model: templates, batched multi-adapter decoding,
+DPO, SFT masking and the exact merge."""
+
+import json
+import math
+import subprocess
+import sys
+
+import mlx.core as mx
+import numpy as np
+import pytest
+from mlx_lm import generate, load
+from mlx_lm.sample_utils import make_sampler
+
+from localchar.backends import batched
+from localchar.train.dpo import encode_pair, make_dpo_loss, pair_batch, reference_logps
+from localchar.train.lora import add_lora, apply_adapter, fuse_lora, merge_adapters, save_adapter
+from localchar.train.loop import TrainConfig, encode_chat, pad_batch, sft_loss, token_logps, train
+
+LORA = {"rank": 4, "scale": 20.0, "dropout": 0.0}
+
+
+def test_gemma_template_folds_system_and_stops_on_end_of_turn(tiny_model):
+    _, tok = load(str(tiny_model))
+    text = tok.apply_chat_template([{"role": "system", "content": "Be kind."}, {"role": "user", "content": "hi"}],
+                                   add_generation_prompt=True, tokenize=False)
+    assert text == "<bos><start_of_turn>user\nBe kind.\n\nhi<end_of_turn>\n<start_of_turn>model\n"
+    assert tok.convert_tokens_to_ids("<end_of_turn>") in tok.eos_token_ids
+    assert len(tok.encode("<start_of_turn>", add_special_tokens=False)) == 1
+
+
+def test_assistant_mask_covers_replies_only(tiny_model):
+    _, tok = load(str(tiny_model))
+    msgs = [{"role": "user", "content": "hello there"}, {"role": "assistant", "content": "hi friend"},
+            {"role": "user", "content": "bye"}, {"role": "assistant", "content": "see you"}]
+    ids, mask = encode_chat(tok, msgs)
+    masked = tok.decode([t for t, m in zip(ids, mask) if m])
+    assert "hi friend" in masked and "see you" in masked and "hello" not in masked and "bye" not in masked
+
+
+def _random_adapter(model, path, seed, rank=4, scale=20.0):
+    add_lora(model, -1, {"rank": rank, "scale": scale, "dropout": 0.0})
+    mx.random.seed(seed)
+    from mlx.utils import tree_flatten, tree_map
+
+    params = tree_map(lambda p: mx.random.normal(p.shape) * 0.05, model.trainable_parameters())
+    model.update(params)
+    save_adapter(model, path, -1, {"rank": rank, "scale": scale, "dropout": 0.0})
+
+
+def test_batched_multi_adapter_decode_matches_one_adapter_at_a_time(tiny_model, tmp_path):
+    model, tok = load(str(tiny_model))
+    _random_adapter(model, tmp_path / "a", 1)
+    model, tok = load(str(tiny_model))
+    _random_adapter(model, tmp_path / "b", 2, rank=2)
+    prompts = [tok.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True)
+               for q in ["How do I make tea?", "Why is the sky blue today, and will it rain tomorrow?", "Hi."]]
+    ref = {}
+    for name in ("a", "b", None):
+        m, t = load(str(tiny_model), adapter_path=str(tmp_path / name) if name else None)
+        ref[name] = [generate(m, t, p, max_tokens=12, sampler=make_sampler(0.0)) for p in prompts]
+    model, tok = load(str(tiny_model))
+    router = batched.install(model, [tmp_path / "a", tmp_path / "b"])
+    rows = [(p, s) for s in (1, 2, 0) for p in prompts]
+    out = batched.decode(model, tok, [p for p, _ in rows], 12, make_sampler(0.0), router, [s for _, s in rows])
+    assert out == ref["a"] + ref["b"] + ref[None]
+
+
+def test_dpo_starts_at_ln2_and_learns(tiny_model, tmp_path):
+    model, tok = load(str(tiny_model))
+    pairs = [{"chosen": [{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": "arr matey, aye."}],
+              "rejected": [{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": "hello."}]}
+             for i in range(4)]
+    enc = [encode_pair(tok, p) for p in pairs]
+    with_ref_before = reference_logps(model, enc)
+    add_lora(model, -1, LORA)
+    refs = reference_logps(model, enc)  # LoRA switched off = the base model
+    assert np.allclose(refs, with_ref_before, atol=1e-4)
+    ex = [(c, r, rc, rr) for (c, r), (rc, rr) in zip(enc, refs)]
+    rows = train(model, ex, pair_batch, make_dpo_loss(0.1, 0.1), TrainConfig(iters=15, batch_size=4, learning_rate=5e-3),
+                 tmp_path / "m.jsonl", "dpo")
+    assert abs(rows[0]["dpo_loss"] - math.log(2)) < 1e-4
+    assert rows[-1]["dpo_loss"] < 0.3 and rows[-1]["reward_accuracy"] == 1.0
+    assert len((tmp_path / "m.jsonl").read_text().splitlines()) == 15
+
+
+def test_merge_is_exact_sum_of_deltas(tiny_model, tmp_path):
+    model, tok = load(str(tiny_model))
+    _random_adapter(model, tmp_path / "dpo", 3, rank=4, scale=20.0)
+    model, tok = load(str(tiny_model))
+    _random_adapter(model, tmp_path / "sft", 4, rank=2, scale=2.0)
+    merge_adapters([(tmp_path / "dpo", 1.0), (tmp_path / "sft", 0.25)], tmp_path / "full")
+    x = mx.array([tok.apply_chat_template([{"role": "user", "content": "hello there"}], add_generation_prompt=True)])
+
+    def weights(adapter):
+        m, _ = load(str(tiny_model))
+        if adapter:
+            apply_adapter(m, tmp_path / adapter)
+            fuse_lora(m)
+        from mlx.utils import tree_flatten
+
+        return dict(tree_flatten(m.parameters())), m
+
+    base, _ = weights(None)
+    d, _ = weights("dpo")
+    s, _ = weights("sft")
+    full, m_full = weights("full")
+    for k in base:
+        expected = base[k] + (d[k] - base[k]) + 0.25 * (s[k] - base[k])
+        assert mx.allclose(full[k], expected, atol=1e-5), k
+    # and the merged adapter, applied unfused, gives the same logits
+    m2, _ = load(str(tiny_model))
+    apply_adapter(m2, tmp_path / "full")
+    assert mx.allclose(m2(x), m_full(x), atol=1e-4)
+
+
+def test_sft_loss_falls_and_adapter_loads_in_mlx_lm_cli(tiny_model, tmp_path):
+    model, tok = load(str(tiny_model))
+    add_lora(model, -1, LORA)
+    ex = [encode_chat(tok, [{"role": "user", "content": "who are you"}, {"role": "assistant", "content": "a pirate, arr."}])] * 4
+    rows = train(model, ex, pad_batch, sft_loss, TrainConfig(iters=20, batch_size=4, learning_rate=1e-2),
+                 tmp_path / "m.jsonl", "sft")
+    assert rows[-1]["loss"] < rows[0]["loss"] * 0.5
+    save_adapter(model, tmp_path / "ad", -1, LORA)
+    out = subprocess.run([sys.executable, "-m", "mlx_lm", "generate", "--model", str(tiny_model), "--adapter-path",
+                          str(tmp_path / "ad"), "--prompt", "who are you", "--max-tokens", "8", "--temp", "0"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "pirate" in out.stdout

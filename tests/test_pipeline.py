@@ -1,0 +1,82 @@
+"""tiny-all end to end through the CLI on the real engines: results, signal, skip, resume."""
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from localchar.config import ALL_PERSONAS
+from localchar.store import read_jsonl
+
+
+def run_recipe(runs, *extra):
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "localchar.cli", "recipe", "tiny-all", "--runs-dir", str(runs), *extra],
+                         capture_output=True, text=True, timeout=1500)
+    return out, time.perf_counter() - t0
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    out, seconds = run_recipe(runs)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return runs / "tiny-all", seconds
+
+
+def test_results_hold_chat_and_agent_scores(tiny_run):
+    run_dir, _ = tiny_run
+    res = json.loads((run_dir / "results" / "results.json").read_text())
+    assert set(res["variants"]) == {"base", "prompted", "distilled", "full"}
+    for v in res["variants"].values():
+        for key in ("chat_macro_f1", "agent_macro_f1", "chat_per_persona", "agent_per_persona"):
+            assert key in v
+        assert set(v["chat_per_persona"]) == set(ALL_PERSONAS)
+    assert (run_dir / "results" / "report.md").read_text().count("|") > 20
+    assert (run_dir / "results" / "chat_vs_agent.png").stat().st_size > 1000
+    assert (run_dir / "recipe.resolved.toml").exists()
+
+
+def test_full_variant_carries_persona_signal(tiny_run):
+    res = json.loads((tiny_run[0] / "results" / "results.json").read_text())
+    assert res["variants"]["full"]["chat_macro_f1"] >= 0.5          # chance is 1/11
+    assert res["variants"]["full"]["chat_macro_f1"] > res["variants"]["base"]["chat_macro_f1"] + 0.3
+
+
+def test_agent_rollouts_really_ran(tiny_run):
+    rows = read_jsonl(next((tiny_run[0] / "stages" / "agent").glob("*/rollouts.jsonl")))
+    assert rows and all(r["counts"]["turns"] >= 1 for r in rows)
+    assert any(r["counts"]["tool_calls"] for r in rows)
+
+
+def test_adapters_are_mlx_lm_adapter_dirs(tiny_run):
+    for stage in ("dpo", "sft", "merge"):
+        d = next((tiny_run[0] / "stages" / stage).glob("sarcasm-*")) / "adapter"
+        cfg = json.loads((d / "adapter_config.json").read_text())
+        assert (d / "adapters.safetensors").exists() and cfg["fine_tune_type"] == "lora"
+
+
+def test_second_run_skips_everything(tiny_run):
+    run_dir, first = tiny_run
+    out, seconds = run_recipe(run_dir.parent)
+    assert out.returncode == 0
+    assert "RUN " not in out.stderr + out.stdout and "nothing to run" in out.stderr + out.stdout
+    assert seconds < 0.1 * first
+
+
+def test_interrupted_per_row_stage_resumes_to_the_same_rows(tiny_run):
+    run_dir, _ = tiny_run
+    stage = next((run_dir / "stages" / "chat_eval").glob("all-*"))
+    gens = stage / "generations.jsonl"
+    before = {r["id"]: r for r in read_jsonl(gens)}
+    lines = gens.read_text().splitlines(keepends=True)
+    gens.write_text("".join(lines[: len(lines) // 3]) + lines[len(lines) // 3][:20])  # crash mid-write
+    (stage / "stage.json").unlink()
+    out, _ = run_recipe(run_dir.parent)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "RUN chat_eval" in out.stderr and "RUN dpo" not in out.stderr
+    after = {r["id"]: r for r in read_jsonl(gens)}
+    assert after == before
