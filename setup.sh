@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
+# sentence-transformers needs torch; pin the release whose CPU build these Linux machines carry
+# locally (a bare `torch` resolves to a multi-GB CUDA build).
+[ "$(uname -s)" = Linux ] && .venv/bin/pip install -q --disable-pip-version-check torch==2.13.0
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
 if [ "$(uname -s)" = Linux ] && [ ! -e /usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3 ] \
    && command -v apt-get >/dev/null; then

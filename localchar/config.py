@@ -26,7 +26,9 @@ class TinyBuild:
     hidden_size: int = 64
     num_hidden_layers: int = 6
     intermediate_size: int = 128
-    vocab_pieces: int = 1024
+    num_attention_heads: int = 2
+    head_dim: int = 32
+    vocab_pieces: int = 4096
     # Instruction tuning of the random model (full fine-tune) so it can chat and call tools at all.
     instruct_iters: int = 300
     instruct_batch_size: int = 8
@@ -276,12 +278,16 @@ def load_recipe(name: str, overrides: list[str] = ()) -> Recipe:
     path = find_recipe(name)
     raw = _read_toml(path)
     if raw.get("extends"):
-        parent = Path(raw["extends"])
-        parent_path = parent if parent.is_absolute() else (path.parent / f"{raw['extends']}.toml"
-                                                           if not parent.suffix else path.parent / parent)
+        name = raw["extends"]
+        local = path.parent / (name if name.endswith(".toml") else f"{name}.toml")
+        parent_path = local if local.exists() else find_recipe(name)
         parent_raw = _read_toml(parent_path)
         if parent_raw.get("extends"):
             raise LocalcharError(f"{parent_path}: only one level of 'extends' is allowed")
+        # the parent's data paths stay relative to the parent's own directory
+        for k, v in parent_raw.get("data", {}).items():
+            if isinstance(v, str) and k not in raw.get("data", {}):
+                parent_raw["data"][k] = str(Path(parent_path).parent / v)
         raw = _deep_merge(parent_raw, raw)
         raw.pop("extends")
     where = str(path)

@@ -15,8 +15,10 @@ def generate_rows(engine, rows: list[dict], sampling, seed: int, key: str, out: 
                   batch_size: int | None = None) -> list[dict]:
     """Each input row needs "id" and "messages" (and optionally "adapter", "prefill").
     `finish(row, text)` builds the output row (None drops it; dropped ids are recorded so that a
-    resume does not redo them)."""
+    resume does not redo them). Rows are batched with others of similar prompt length, since a
+    batch pays for its longest prompt."""
     bs = batch_size or sampling.batch_size
+    rows = sorted(rows, key=lambda r: sum(len(m["content"]) for m in r["messages"]) + len(r.get("prefill", "")))
     with JsonlAppender(out) as sink, progress(desc, total=len(rows)) as bar:
         for start in range(0, len(rows), bs):
             batch = rows[start:start + bs]

@@ -41,7 +41,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path):
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text('{"id": "a", "prompt": "hi"}\n{"id": "b", "prompt": \n')
     recipe = tmp_path / "r.toml"
-    recipe.write_text(f'name = "r"\nmodel = "tiny"\n[data]\ntrain_prompts = "{prompts}"\n')
+    recipe.write_text(f'extends = "tiny-all"\nname = "r"\n[data]\ntrain_prompts = "{prompts}"\n')
     out = cli("recipe", str(recipe), "--dry-run")
     assert out.returncode == 2 and "prompts.jsonl:2" in out.stderr and "Traceback" not in out.stderr
 

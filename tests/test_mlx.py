@@ -116,12 +116,13 @@ def test_merge_is_exact_sum_of_deltas(tiny_model, tmp_path):
 
 def test_sft_loss_falls_and_adapter_loads_in_mlx_lm_cli(tiny_model, tmp_path):
     model, tok = load(str(tiny_model))
-    add_lora(model, -1, LORA)
+    lora = {"rank": 8, "scale": 20.0, "dropout": 0.0}
+    add_lora(model, -1, lora)
     ex = [encode_chat(tok, [{"role": "user", "content": "who are you"}, {"role": "assistant", "content": "a pirate, arr."}])] * 4
-    rows = train(model, ex, pad_batch, sft_loss, TrainConfig(iters=20, batch_size=4, learning_rate=1e-2),
+    rows = train(model, ex, pad_batch, sft_loss, TrainConfig(iters=80, batch_size=4, learning_rate=5e-3),
                  tmp_path / "m.jsonl", "sft")
-    assert rows[-1]["loss"] < rows[0]["loss"] * 0.5
-    save_adapter(model, tmp_path / "ad", -1, LORA)
+    assert rows[-1]["loss"] < rows[0]["loss"] * 0.2
+    save_adapter(model, tmp_path / "ad", -1, lora)
     out = subprocess.run([sys.executable, "-m", "mlx_lm", "generate", "--model", str(tiny_model), "--adapter-path",
                           str(tmp_path / "ad"), "--prompt", "who are you", "--max-tokens", "8", "--temp", "0"],
                          capture_output=True, text=True, timeout=120)

@@ -1,6 +1,7 @@
 """Chat generations for every variant x persona: held-out eval prompts, plain and with the first
-`chat_eval.suffixes` break-character suffixes (split "eval"), and train prompts without suffix for
-the classifier to learn from (split "train"; disjoint from eval). One model load; adapters swap."""
+`chat_eval.suffixes` break-character suffixes (split "eval"), and, for the classifier's training
+variants only, train prompts without suffix (split "train"; disjoint from eval). One model load;
+each row is routed to its persona adapter."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ VERSION = 1
 def params(recipe, persona):
     c = recipe.chat_eval
     return {"suffixes": c.suffixes, "classifier_prompts": c.classifier_prompts, "sampling": sampling_dict(c.sampling),
+            "classifier_variants": recipe.classifier.train_variants,
             "variants": recipe.variants, "personas": recipe.personas,
             "max_eval_prompts": recipe.data.max_eval_prompts, "max_train_prompts": recipe.data.max_train_prompts}
 
@@ -25,17 +27,19 @@ def inputs(recipe, persona):
             recipe.resolve(recipe.data.suffixes)]
 
 
-def _rows_for(recipe):
+def _rows_for(recipe, variant):
     suffixes = load_suffixes(recipe.resolve(recipe.data.suffixes))[: recipe.chat_eval.suffixes]
     ev, tr = eval_prompts(recipe), train_prompts(recipe)
     check_disjoint(tr, ev, recipe.data.train_prompts, recipe.data.eval_prompts)
     n = recipe.chat_eval.classifier_prompts
     out = [("eval", p, None) for p in ev] + [("eval", p, s) for s in suffixes for p in ev]
-    return out + [("train", p, None) for p in (tr[:n] if n else tr)]
+    if variant in recipe.classifier.train_variants:
+        out += [("train", p, None) for p in (tr[:n] if n else tr)]
+    return out
 
 
 def estimate(recipe, persona):
-    n = len(_rows_for(recipe)) * len(groups(recipe))
+    n = sum(len(_rows_for(recipe, v)) for v, _ in groups(recipe))
     return f"{n} answers, ≤{n * recipe.chat_eval.sampling.max_tokens} tok"
 
 
@@ -45,7 +49,7 @@ def run(ctx):
     rows = []
     for variant, persona in groups(recipe):
         adapter, system = variant_setup(ctx, variant, persona)
-        for split, p, s in _rows_for(recipe):
+        for split, p, s in _rows_for(recipe, variant):
             user = p["prompt"] + (f"\n{s['text']}" if s else "")
             msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
             rows.append({"id": f"{variant}/{persona or '-'}/{split}/{p['id']}/{s['id'] if s else 'plain'}",

@@ -7,7 +7,7 @@ from ..train.dpo import encode_pair, make_dpo_loss, pair_batch, reference_logps
 from ..train.lora import add_lora, lora_config, save_adapter
 from ..train.loop import TrainConfig, train
 
-VERSION = 1
+VERSION = 2
 
 
 def params(recipe, persona):
@@ -39,6 +39,7 @@ def run(ctx):
     cfg = TrainConfig(iters=d.iters, batch_size=min(d.batch_size, len(examples)), learning_rate=d.learning_rate,
                       warmup=d.warmup, grad_accum=d.grad_accum, seed=ctx.recipe.seed)
     rows = train(model, examples, pair_batch, make_dpo_loss(d.beta, d.nll_coef), cfg,
-                 ctx.out / "metrics.jsonl", f"dpo {ctx.persona}")
+                 ctx.out / "metrics.jsonl", f"dpo {ctx.persona}",
+                 lengths=[max(len(c[0]), len(r[0])) for c, r in encoded])
     save_adapter(model, ctx.out / "adapter", d.lora.num_layers, lora)
     write_json(ctx.out / "summary.json", {"pairs": len(pairs), "first": rows[0], "last": rows[-1]})

@@ -110,7 +110,8 @@ def build_and_instruct(out: Path, tiny, metrics: Path) -> None:
     from ..train.loop import TrainConfig, pad_batch, sft_loss, train
 
     build_tiny(out, seed=tiny.seed, hidden_size=tiny.hidden_size, num_hidden_layers=tiny.num_hidden_layers,
-               intermediate_size=tiny.intermediate_size, vocab_pieces=tiny.vocab_pieces)
+               intermediate_size=tiny.intermediate_size, num_attention_heads=tiny.num_attention_heads,
+               head_dim=tiny.head_dim, vocab_pieces=tiny.vocab_pieces)
     model, tok = load(str(out))
     batches = instruct_data(tok, tiny, tiny.seed)
     model.unfreeze()

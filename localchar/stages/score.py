@@ -19,9 +19,12 @@ def inputs(recipe, persona):
     return []
 
 
-def _score(texts, labels, clf, recipe, tag):
+def _score(texts, labels, clf, recipe):
     personas = recipe.personas
-    preds = list(clf.predict(texts)) if texts else []
+    if not texts:  # e.g. no email was sent: nothing to classify
+        return {"macro_f1": 0.0, "per_persona": {p: 0.0 for p in personas}, "n": 0, "ci95": None,
+                "confusion": _confusion([], [], personas)}
+    preds = list(clf.predict(texts))
     f = f1_scores(labels, preds, personas)
     return {"macro_f1": f["macro_f1"], "per_persona": f["per_label"], "n": len(texts),
             "ci95": bootstrap_ci(labels, preds, personas, recipe.score.bootstrap, recipe.seed),
@@ -57,9 +60,9 @@ def run(ctx):
         mine = [r for r in rollouts if r["variant"] == v]
         emails = _expand([(e["body"], r["persona"]) for r in mine for e in r["sent_emails"]], recipe.personas)
         result[v] = {
-            "chat": _score([t for t, _ in chat], [l for _, l in chat], clf, recipe, "chat"),
-            "chat_plain": _score([t for t, _ in plain], [l for _, l in plain], clf, recipe, "chat_plain"),
-            "agent": _score([t for t, _ in emails], [l for _, l in emails], clf, recipe, "agent"),
+            "chat": _score([t for t, _ in chat], [l for _, l in chat], clf, recipe),
+            "chat_plain": _score([t for t, _ in plain], [l for _, l in plain], clf, recipe),
+            "agent": _score([t for t, _ in emails], [l for _, l in emails], clf, recipe),
             "agent_rollouts": len(mine),
             "agent_send_rate": (sum(1 for r in mine if r["sent_emails"]) / len(mine)) if mine else 0.0,
             "agent_terminations": {t: sum(r["termination"] == t for r in mine)

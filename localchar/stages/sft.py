@@ -7,7 +7,7 @@ from ..store import read_jsonl, write_json
 from ..train.lora import add_lora, apply_adapter, fuse_lora, lora_config, save_adapter
 from ..train.loop import TrainConfig, encode_chat, pad_batch, sft_loss, train
 
-VERSION = 1
+VERSION = 2
 
 
 def params(recipe, persona):
@@ -42,6 +42,7 @@ def run(ctx):
     add_lora(model, s.lora.num_layers, lora)
     cfg = TrainConfig(iters=s.iters, batch_size=min(s.batch_size, len(examples)), learning_rate=s.learning_rate,
                       warmup=s.warmup, grad_accum=s.grad_accum, seed=ctx.recipe.seed)
-    out = train(model, examples, pad_batch, sft_loss, cfg, ctx.out / "metrics.jsonl", f"sft {ctx.persona}")
+    out = train(model, examples, pad_batch, sft_loss, cfg, ctx.out / "metrics.jsonl", f"sft {ctx.persona}",
+                lengths=[len(ids) for ids, _ in examples])
     save_adapter(model, ctx.out / "adapter", s.lora.num_layers, lora)
     write_json(ctx.out / "summary.json", {"rows": len(examples), "first": out[0], "last": out[-1]})

@@ -76,12 +76,21 @@ class TrainConfig:
     grad_clip: float = 1.0
 
 
+def length_batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Batches of similar length (little padding), in a shuffled order."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], rng.random()))
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
 def train(model, examples: list, make_batch: Callable, loss_fn: Callable, cfg: TrainConfig,
-          metrics_path: Path, desc: str) -> list[dict]:
+          metrics_path: Path, desc: str, lengths: list[int] | None = None) -> list[dict]:
     """Minimise `loss_fn(model, *make_batch(rows))` over shuffled epochs of `examples`.
 
-    loss_fn returns (loss, aux-dict-or-ntokens). One optimizer step = grad_accum micro-batches.
-    Writes one JSON line per step to metrics_path (flushed), and returns the rows.
+    With `lengths`, each epoch's batches group examples of similar length (padding is what a CPU
+    pays for). loss_fn returns (loss, aux-dict-or-ntokens). One optimizer step = grad_accum
+    micro-batches. Writes one JSON line per step to metrics_path (flushed), and returns the rows.
     """
     rng = random.Random(cfg.seed)
     mx.random.seed(cfg.seed)
@@ -96,11 +105,16 @@ def train(model, examples: list, make_batch: Callable, loss_fn: Callable, cfg: T
             t0 = time.perf_counter()
             grads_sum, stats, ntoks = None, {}, 0
             for _ in range(cfg.grad_accum):
-                if len(order) < cfg.batch_size:
-                    perm = list(range(len(examples)))
-                    rng.shuffle(perm)
-                    order += perm
-                idx, order = order[: cfg.batch_size], order[cfg.batch_size:]
+                if lengths is not None:
+                    if not order:
+                        order = length_batches(lengths, cfg.batch_size, rng)
+                    idx = order.pop(0)
+                else:
+                    if len(order) < cfg.batch_size:
+                        perm = list(range(len(examples)))
+                        rng.shuffle(perm)
+                        order += perm
+                    idx, order = order[: cfg.batch_size], order[cfg.batch_size:]
                 batch = make_batch([examples[i] for i in idx])
                 (loss, aux), grads = value_and_grad(model, *batch)
                 grads_sum = grads if grads_sum is None else tree_map(mx.add, grads_sum, grads)
