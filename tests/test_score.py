@@ -1,0 +1,48 @@
+"""Scoring: email bodies and chat answers through a fitted classifier (no engine involved)."""
+
+import json
+
+from localchar.classify import tfidf
+from localchar.config import load_recipe
+from localchar.stages import score
+from localchar.store import write_jsonl
+
+
+class Ctx:
+    def __init__(self, tmp, recipe):
+        self.tmp, self.recipe = tmp, recipe
+
+    def updir(self, stage):
+        return self.tmp / stage
+
+    @property
+    def out(self):
+        return self.tmp / "score"
+
+
+def test_score_counts_emails_and_base_rows_once_per_persona(tmp_path):
+    recipe = load_recipe("tiny-all", ['personas=["sarcasm", "poeticism"]', 'variants=["base", "full"]'])
+    words = {"sarcasm": "oh wonderful, truly genius, what a shock", "poeticism": "moonlit river, silver dawn, soft tide"}
+    clf = tfidf.fit([w for w in words.values()] * 3, list(words) * 3, 0)
+    for d in ("classifier", "chat_eval", "agent", "score"):
+        (tmp_path / d).mkdir()
+    tfidf.save(clf, tmp_path / "classifier" / "classifier.pkl")
+    gens = [{"id": f"full/{p}/eval/x/plain", "variant": "full", "persona": p, "split": "eval", "suffix": None,
+             "response": words[p]} for p in words]
+    gens.append({"id": "base/-/eval/x/plain", "variant": "base", "persona": None, "split": "eval", "suffix": None,
+                 "response": "hello there"})
+    write_jsonl(tmp_path / "chat_eval" / "generations.jsonl", gens)
+    rollouts = [{"id": f"full/{p}/s/0", "variant": "full", "persona": p, "termination": "end_session",
+                 "sent_emails": [{"body": words["poeticism"]}]} for p in words]
+    rollouts.append({"id": "base/-/s/0", "variant": "base", "persona": None, "termination": "max_turns",
+                     "sent_emails": []})
+    write_jsonl(tmp_path / "agent" / "rollouts.jsonl", rollouts)
+    score.run(Ctx(tmp_path, recipe))
+    s = json.loads((tmp_path / "score" / "scores.json").read_text())
+    assert s["full"]["chat"]["macro_f1"] == 1.0
+    # both personas' emails read as poetic: poeticism recall 1, sarcasm recall 0
+    assert s["full"]["agent"]["n"] == 2 and s["full"]["agent"]["per_persona"]["sarcasm"] == 0.0
+    assert abs(s["full"]["agent"]["macro_f1"] - (0 + 2 / 3) / 2) < 1e-9
+    assert s["base"]["chat"]["n"] == 2           # one base answer, scored against both labels
+    assert s["base"]["agent"]["n"] == 0 and s["base"]["agent"]["macro_f1"] == 0.0
+    assert s["full"]["agent_send_rate"] == 1.0 and s["base"]["agent_send_rate"] == 0.0
