@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import config as C
 from .errors import LocalcharError
+from .paths import ROOT
 from .progress import console
 from .store import read_json, sha256_json, sha256_tree, write_json
 
@@ -74,7 +75,19 @@ class Ctx:
         return (u[persona or self.persona] if isinstance(u, dict) else u).dir
 
     def model_path(self) -> str:
-        return read_json(self.updir("model") / "model.json")["path"]
+        """A model built in the run (stored relative to its stage dir), else a path or hub id."""
+        d = self.updir("model")
+        path = read_json(d / "model.json")["path"]
+        return str(d / path) if (d / path).exists() else path
+
+
+def _input_name(path) -> str:
+    """Inputs inside the checkout are named relative to it, so moving the checkout keeps keys."""
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(ROOT.resolve()))
+    except ValueError:
+        return str(p)
 
 
 def stage_module(name: str):
@@ -94,7 +107,7 @@ def plan(recipe: C.Recipe, run_dir: Path) -> list[Instance]:
             up_keys = {d: ({p: i.key for p, i in u.items()} if isinstance(u, dict) else u.key)
                        for d, u in up.items()}
             params = mod.params(recipe, persona)
-            inputs = {str(p): sha256_tree(p) for p in mod.inputs(recipe, persona)}
+            inputs = {_input_name(p): sha256_tree(p) for p in mod.inputs(recipe, persona)}
             key = sha256_json({"stage": stage, "version": mod.VERSION, "params": params, "card": card_id,
                                "upstream": up_keys, "inputs": inputs, "seed": recipe.seed, "persona": persona})
             inst = Instance(stage, persona, key, run_dir / "stages" / stage / f"{persona or 'all'}-{key[:12]}",

@@ -57,8 +57,8 @@ def test_adapters_are_mlx_lm_adapter_dirs(tiny_run):
         d = next((tiny_run[0] / "stages" / stage).glob("sarcasm-*")) / "adapter"
         cfg = json.loads((d / "adapter_config.json").read_text())
         assert (d / "adapters.safetensors").exists() and cfg["fine_tune_type"] == "lora"
-    model = json.loads(next((tiny_run[0] / "stages" / "model").glob("all-*/model.json")).read_text())["path"]
-    out = subprocess.run([sys.executable, "-m", "mlx_lm", "generate", "--model", model, "--adapter-path", str(d),
+    model = next((tiny_run[0] / "stages" / "model").glob("all-*/model"))
+    out = subprocess.run([sys.executable, "-m", "mlx_lm", "generate", "--model", str(model), "--adapter-path", str(d),
                           "--prompt", "hello", "--max-tokens", "5"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
 

@@ -43,7 +43,7 @@ def run(ctx):
         return
     out = ctx.out / "model"
     build_and_instruct(out, card.tiny, ctx.out / "metrics.jsonl")
-    write_json(ctx.out / "model.json", {"path": str(out), "card": to_dict(card)})
+    write_json(ctx.out / "model.json", {"path": out.name, "card": to_dict(card)})
 
 
 NAMES = ["Sam Ortiz", "Lena Fischer", "Ravi Menon", "Joan Park", "Theo Adeyemi", "Mia Rossi"]
