@@ -14,25 +14,27 @@ def generate_rows(engine, rows: list[dict], sampling, seed: int, key: str, out: 
                   finish: Callable[[dict, str], dict | None] = lambda row, text: {**row, "response": text},
                   batch_size: int | None = None) -> list[dict]:
     """Each input row needs "id" and "messages" (and optionally "adapter", "prefill").
-    `finish(row, text)` builds the output row (None drops it; dropped ids are recorded so that a
-    resume does not redo them). Rows are batched with others of similar prompt length, since a
+    `finish(row, text)` builds the output row (None drops it; dropped ids go to a sidecar
+    <out>.dropped.jsonl so that a resume does not redo them and readers of `out` never see them). Rows are batched with others of similar prompt length, since a
     batch pays for its longest prompt."""
     bs = batch_size or sampling.batch_size
     rows = sorted(rows, key=lambda r: sum(len(m["content"]) for m in r["messages"]) + len(r.get("prefill", "")))
-    with JsonlAppender(out) as sink, progress(desc, total=len(rows)) as bar:
+    dropped_path = out.with_name(out.stem + ".dropped.jsonl")
+    with JsonlAppender(out) as sink, JsonlAppender(dropped_path) as dropped, progress(desc, total=len(rows)) as bar:
         for start in range(0, len(rows), bs):
             batch = rows[start:start + bs]
-            if all(r["id"] in sink.done for r in batch):
+            if all(r["id"] in sink.done or r["id"] in dropped.done for r in batch):
                 bar.advance(len(batch))
                 continue
             texts = engine.generate([r["messages"] for r in batch], sampling,
                                     derive_seed(seed, key, batch[0]["id"]),
                                     prefills=[r.get("prefill", "") for r in batch],
                                     adapters=[r.get("adapter") for r in batch])
-            done = []
+            kept, gone = [], []
             for r, t in zip(batch, texts):
                 o = finish(r, t)
-                done.append(o if o is not None else {"id": r["id"], "dropped": True})
-            sink.write(done)
+                (kept.append(o) if o is not None else gone.append({"id": r["id"], "completion": t}))
+            sink.write(kept)
+            dropped.write(gone)
             bar.advance(len(batch))
-        return [r for r in sink.rows if not r.get("dropped")]
+        return list(sink.rows)
