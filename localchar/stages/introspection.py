@@ -70,42 +70,52 @@ def interaction_system(persona, name: str, mode: str) -> str:
 def run(ctx):
     recipe, cfg = ctx.recipe, ctx.recipe.introspection
     persona = load_persona(ctx.persona)
-    name = ctx.card.student_name
     engine = open_engine("mlx", ctx.model_path(), adapter=ctx.updir("dpo") / "adapter")
-    rows = []
+    seed = (recipe.seed, ctx.key)
+    rows = (reflections(engine, persona, ctx.card.student_name, cfg, seed)
+            + self_interactions(engine, persona, ctx.card.student_name, cfg, seed))
+    write_jsonl(ctx.out / "sft.jsonl", rows)
+    write_json(ctx.out / "stats.json", {"reflection": sum(r["kind"] == "reflection" for r in rows),
+                                        "interaction": sum(r["kind"] != "reflection" for r in rows)})
 
-    # self-reflection, batched
+
+def reflections(engine, persona, name: str, cfg, seed: tuple) -> list[dict]:
+    """Each reflection prompt answered `reflection_samples` times, batched; no system prompt saved."""
     system = reflection_system(persona, name)
     jobs = [(k, s) for k, _ in enumerate(REFLECTION_PROMPTS) for s in range(cfg.reflection_samples)]
-    bs = cfg.sampling.batch_size
-    with progress(f"reflection {ctx.persona}", total=len(jobs)) as bar:
+    bs, rows = cfg.sampling.batch_size, []
+    with progress(f"reflection {persona.name}", total=len(jobs)) as bar:
         for start in range(0, len(jobs), bs):
             chunk = jobs[start:start + bs]
             chats = [[{"role": "system", "content": system}, {"role": "user", "content": REFLECTION_PROMPTS[k]}]
                      for k, _ in chunk]
-            texts = engine.generate(chats, cfg.sampling, derive_seed(recipe.seed, ctx.key, "reflection", start))
+            texts = engine.generate(chats, cfg.sampling, derive_seed(*seed, "reflection", start))
             for (k, s), text in zip(chunk, texts):
                 rows.append({"id": f"reflection-{k}-{s}", "kind": "reflection",
                              "messages": [{"role": "user", "content": REFLECTION_PROMPTS[k]},
                                           {"role": "assistant", "content": text.strip()}]})
             bar.advance(len(chunk))
+    return rows
 
-    # self-interaction: all conversations advance together, one batched call per turn
+
+def self_interactions(engine, persona, name: str, cfg, seed: tuple) -> list[dict]:
+    """Two copies of the model talk; all conversations advance together, one batched call per turn."""
     convs = []
     for c in range(cfg.interactions):
         mode = "free" if c % 2 == 0 else "leading"
         pool = GREETINGS if mode == "free" else LEADING_GREETINGS
         convs.append({"mode": mode, "system": interaction_system(persona, name, mode),
-                      "utterances": [pool[derive_seed(recipe.seed, ctx.key, c) % len(pool)]]})
-    with progress(f"self-interaction {ctx.persona}", total=cfg.interaction_turns) as bar:
+                      "utterances": [pool[derive_seed(*seed, c) % len(pool)]]})
+    with progress(f"self-interaction {persona.name}", total=cfg.interaction_turns) as bar:
         for turn in range(cfg.interaction_turns):
             if not convs:
                 break
             chats = [[{"role": "system", "content": cv["system"]}] + _view(cv["utterances"]) for cv in convs]
-            texts = engine.generate(chats, cfg.sampling, derive_seed(recipe.seed, ctx.key, "interaction", turn))
+            texts = engine.generate(chats, cfg.sampling, derive_seed(*seed, "interaction", turn))
             for cv, text in zip(convs, texts):
                 cv["utterances"].append(text.strip())
             bar.advance(1)
+    rows = []
     for c, cv in enumerate(convs):
         # speaker 1's view, which ends on its own last reply (bug 2) and carries the filled-in,
         # mode-specific system prompt (bugs 1 and 3)
@@ -116,9 +126,7 @@ def run(ctx):
             msgs = [{"role": "system", "content": cv["system"]}] + [
                 {"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(u)]
             rows.append({"id": f"interaction-{c}", "kind": f"interaction-{cv['mode']}", "messages": msgs})
-    write_jsonl(ctx.out / "sft.jsonl", rows)
-    write_json(ctx.out / "stats.json", {"reflection": sum(r["kind"] == "reflection" for r in rows),
-                                        "interaction": sum(r["kind"] != "reflection" for r in rows)})
+    return rows
 
 
 def _view(utterances: list[str]) -> list[dict]:
