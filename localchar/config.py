@@ -22,6 +22,8 @@ VARIANTS = ["base", "prompted", "distilled", "full"]
 # ----------------------------------------------------------------------------- model cards
 @dataclass
 class TinyBuild:
+    # Sized for a CPU: MLX's CPU attention and elementwise kernels, not its matmuls, bound the
+    # cost, so a large vocabulary (fewer tokens per word) and few heads are what make it fast.
     seed: int = 0
     hidden_size: int = 64
     num_hidden_layers: int = 6

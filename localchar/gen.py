@@ -12,8 +12,9 @@ from .store import JsonlAppender, derive_seed
 
 def generate_rows(engine, rows: list[dict], sampling, seed: int, key: str, out: Path, desc: str,
                   finish: Callable[[dict, str], dict | None] = lambda row, text: {**row, "response": text},
-                  batch_size: int | None = None) -> list[dict]:
-    """Each input row needs "id" and "messages" (and optionally "adapter", "prefill").
+                  batch_size: int | None = None) -> None:
+    """Each input row needs "id" and "messages"; optional "prefill", and "adapter" (a path or None
+    for the base model; rows without the key use the adapter the engine was opened with).
     `finish(row, text)` builds the output row (None drops it; dropped ids go to a sidecar
     <out>.dropped.jsonl so that a resume does not redo them and readers of `out` never see them). Rows are batched with others of similar prompt length, since a
     batch pays for its longest prompt."""
@@ -29,7 +30,7 @@ def generate_rows(engine, rows: list[dict], sampling, seed: int, key: str, out: 
             texts = engine.generate([r["messages"] for r in batch], sampling,
                                     derive_seed(seed, key, batch[0]["id"]),
                                     prefills=[r.get("prefill", "") for r in batch],
-                                    adapters=[r.get("adapter") for r in batch])
+                                    adapters=[r["adapter"] for r in batch] if "adapter" in batch[0] else None)
             kept, gone = [], []
             for r, t in zip(batch, texts):
                 o = finish(r, t)
@@ -37,4 +38,3 @@ def generate_rows(engine, rows: list[dict], sampling, seed: int, key: str, out: 
             sink.write(kept)
             dropped.write(gone)
             bar.advance(len(batch))
-        return list(sink.rows)

@@ -47,13 +47,6 @@ PROTOCOL_LINES = [
 ]
 SPECIAL = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]
 
-# Sized for a CPU: MLX's CPU attention and elementwise kernels, not its matmuls, bound the cost, so
-# a larger vocabulary (fewer tokens per word) and fewer heads are what make it fast.
-DEFAULT_CONFIG = {
-    "hidden_size": 64, "num_hidden_layers": 6, "intermediate_size": 128,
-    "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32,
-    "sliding_window": 64, "vocab_pieces": 4096,
-}
 
 
 def corpus_files() -> list[Path]:
@@ -116,10 +109,15 @@ def build_tokenizer(out: Path, vocab_pieces: int = 2048, seed: int = 0):
 
 
 def build_tiny(out: Path, seed: int = 0, **overrides) -> Path:
+    """Random weights + tokenizer; sizes default to the tiny model card's schema (config.TinyBuild)."""
+    import dataclasses
+
     import mlx.core as mx
     from mlx_lm.utils import _get_classes, save_config, save_model
 
-    c = {**DEFAULT_CONFIG, **overrides}
+    from .config import TinyBuild
+
+    c = {**dataclasses.asdict(TinyBuild()), **overrides}
     out = Path(out)
     tok = build_tokenizer(out, c["vocab_pieces"], seed)
     eot = tok.convert_tokens_to_ids("<end_of_turn>")
@@ -127,10 +125,10 @@ def build_tiny(out: Path, seed: int = 0, **overrides) -> Path:
         "model_type": "gemma3_text", "architectures": ["Gemma3ForCausalLM"],
         "hidden_size": c["hidden_size"], "num_hidden_layers": c["num_hidden_layers"],
         "intermediate_size": c["intermediate_size"], "num_attention_heads": c["num_attention_heads"],
-        "num_key_value_heads": c["num_key_value_heads"], "head_dim": c["head_dim"],
+        "num_key_value_heads": 1, "head_dim": c["head_dim"],
         "query_pre_attn_scalar": c["head_dim"], "rms_norm_eps": 1e-6, "vocab_size": len(tok),
         "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0,
-        "sliding_window": c["sliding_window"], "sliding_window_pattern": 6,
+        "sliding_window": 64, "sliding_window_pattern": 6,
         "rope_scaling": {"factor": 8.0, "rope_type": "linear"}, "max_position_embeddings": 4096,
         "bos_token_id": 2, "eos_token_id": [1, eot], "pad_token_id": 0,
         "hidden_activation": "gelu_pytorch_tanh", "torch_dtype": "float32",

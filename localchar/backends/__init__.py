@@ -1,9 +1,8 @@
 """Generation engines behind one small interface:
 
     engine.generate(chats, sampling, seed, prefills=None, adapters=None) -> list[str]
-        # adapters: one per chat (a persona adapter dir or None for the base model); the base
-        # model stays loaded, adapters are routed per row
-    engine.set_adapter(path_or_None, strength=1.0)    # the default for rows that name none
+        # adapters: one per chat (a persona adapter dir or None for the base model), routed per
+        # row while the base model stays loaded; without it, the adapter the engine was opened with
 
 Prompts are rendered once, from the model's own chat template (see `render`), so every engine
 sees the same text.

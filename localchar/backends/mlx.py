@@ -19,16 +19,10 @@ class MlxEngine:
 
         self.model_path = str(model_path)
         self.model, self.tokenizer = load(self.model_path, revision=revision)
-        self.adapter = str(adapter) if adapter else None
+        self.adapter = str(adapter) if adapter else None  # for calls that name no adapters
         self.strength = strength
         self._installed: tuple = ()
         self._router = None
-
-    def set_adapter(self, adapter: str | Path | None, strength: float = 1.0) -> None:
-        """The adapter used by rows that do not name their own."""
-        self.adapter = str(adapter) if adapter else None
-        if strength != self.strength:
-            self.strength, self._installed = strength, ()
 
     def render(self, messages: list[dict], prefill: str = "") -> list[int]:
         ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)

@@ -11,9 +11,6 @@ class ScriptedEngine:
         self.replies = list(replies)
         self.prompts: list[list[dict]] = []
 
-    def set_adapter(self, adapter, strength: float = 1.0) -> None:
-        pass
-
     def generate(self, chats, sampling, seed, prefills=None, adapters=None):
         self.prompts.extend(chats)
         return [self.replies.pop(0) if self.replies else "" for _ in chats]

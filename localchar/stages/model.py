@@ -1,6 +1,6 @@
 """The base model. A Hugging Face / MLX model is only resolved here (weights download on first
 load). The tiny test model is built locally and instruction-tuned (full fine-tune) on neutral
-chat answers, plain persona-corpus text and scripted tool-use transcripts, so that a 0.6M-parameter
+chat answers, plain persona-corpus text and scripted tool-use transcripts, so that a 0.5M-parameter
 model can chat and call tools at all: the plumbing then carries real persona signal."""
 
 from __future__ import annotations
@@ -109,9 +109,7 @@ def build_and_instruct(out: Path, tiny, metrics: Path) -> None:
     from ..tiny import build_tiny
     from ..train.loop import TrainConfig, pad_batch, sft_loss, train
 
-    build_tiny(out, seed=tiny.seed, hidden_size=tiny.hidden_size, num_hidden_layers=tiny.num_hidden_layers,
-               intermediate_size=tiny.intermediate_size, num_attention_heads=tiny.num_attention_heads,
-               head_dim=tiny.head_dim, vocab_pieces=tiny.vocab_pieces)
+    build_tiny(out, **to_dict(tiny))
     model, tok = load(str(out))
     batches = instruct_data(tok, tiny, tiny.seed)
     model.unfreeze()

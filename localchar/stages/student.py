@@ -27,7 +27,7 @@ def estimate(recipe, persona):
 def run(ctx):
     recipe = ctx.recipe
     engine = open_engine("mlx", ctx.model_path())
-    rows = [{"id": f"{p['id']}-s{s}", "prompt_id": p["id"], "prompt": p["prompt"], "adapter": None,
+    rows = [{"id": f"{p['id']}-s{s}", "prompt_id": p["id"], "prompt": p["prompt"],
              "messages": [{"role": "user", "content": p["prompt"]}]}
             for p in train_prompts(recipe) for s in range(recipe.teacher.samples)]
 

@@ -72,7 +72,7 @@ def run(ctx):
     engine = open_engine("mlx", card.path or card.mlx_id or card.hf_id)
     student = ctx.card.student_name
     system = teacher_system(persona, card.student_name)
-    rows = [{"id": f"{p['id']}-s{s}", "prompt_id": p["id"], "prompt": p["prompt"], "adapter": None,
+    rows = [{"id": f"{p['id']}-s{s}", "prompt_id": p["id"], "prompt": p["prompt"],
              "messages": [{"role": "system", "content": system}, {"role": "user", "content": p["prompt"]}],
              "prefill": "\n" + reasoning_prefill(persona)} for p in prompts for s in range(t.samples)]
 
