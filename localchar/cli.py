@@ -98,15 +98,18 @@ def build_tiny_cmd(out_dir, seed):
 @click.option("--max-tokens", default=256, show_default=True)
 @click.option("--temperature", default=0.7, show_default=True)
 @click.option("--top-p", default=0.95, show_default=True)
+@click.option("--repetition-penalty", default=1.1, show_default=True, help="1.0 turns it off.")
 @click.option("--seed", default=0, show_default=True)
-def generate(engine, model_path, adapter, strength, system, prompt, max_tokens, temperature, top_p, seed):
+def generate(engine, model_path, adapter, strength, system, prompt, max_tokens, temperature, top_p,
+             repetition_penalty, seed):
     """Print one completion (only the completion text) for PROMPT through the model's chat template."""
     from .backends import open_engine
     from .config import Sampling
 
     e = open_engine(engine, model_path, adapter=adapter, strength=strength)
     msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-    text = e.generate([msgs], Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens), seed)[0]
+    text = e.generate([msgs], Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+                                         repetition_penalty=repetition_penalty), seed)[0]
     click.echo(text)
 
 

@@ -49,6 +49,7 @@ class ModelCard:
     path: str = ""                    # a local model directory (wins over hf_id / mlx_id)
     build: str = ""                   # "tiny": built locally by `localchar models build-tiny`
     tiny: TinyBuild = field(default_factory=TinyBuild)
+    params_b: float = 0.0             # billions of parameters: the dry-run's hour estimates (0 = none)
     notes: str = ""
 
 
@@ -57,6 +58,7 @@ class ModelCard:
 class Sampling:
     temperature: float = 0.7
     top_p: float = 0.95
+    repetition_penalty: float = 1.1   # OCT's, over the last 20 tokens (mlx-lm's rule); 1.0 = off
     max_tokens: int = 1024
     batch_size: int = 16
 
@@ -77,6 +79,8 @@ class TeacherCfg:
     engine: str = "mlx"               # mlx | corpus
     model: str = ""                   # model card (mlx engine)
     samples: int = 1                  # answers per prompt
+    trait_prompts: bool = True        # the constitution's own trait prompts join the distillation
+                                      # prompts (OCT: constitution questions + LIMA)
     sampling: Sampling = field(default_factory=Sampling)
 
 
@@ -101,15 +105,30 @@ class LoraCfg:
 
 
 @dataclass
-class DpoCfg:
-    iters: int = 300
+class TrainCfg:
+    """What DPO and SFT share. OCT: 1 epoch, global batch 32 (micro 2 x accumulation 16), lr 5e-5,
+    cosine with 10% warmup, Adam (0.9, 0.98), clip 1.0."""
+    epochs: float = 1.0
+    iters: int = 0                    # optimizer steps; 0 = derived from `epochs` and the data size
     batch_size: int = 2
     grad_accum: int = 16              # 2 x 16 = OCT's global batch of 32
     learning_rate: float = 5e-5
-    warmup: int = 30
-    beta: float = 0.1
-    nll_coef: float = 0.1
+    warmup_ratio: float = 0.1
+    grad_checkpoint: bool = False     # recompute block activations in the backward pass (less memory)
     lora: LoraCfg = field(default_factory=LoraCfg)
+
+    def steps(self, n_examples: int) -> int:
+        if self.iters:
+            return self.iters
+        per_epoch = -(-n_examples // (self.batch_size * self.grad_accum))
+        return max(1, round(self.epochs * per_epoch))
+
+
+@dataclass
+class DpoCfg(TrainCfg):
+    beta: float = 0.1
+    nll_coef: float = 0.1             # length-normalised NLL on the chosen answer
+    kl_coef: float = 0.001            # OCT fork: mean squared per-token log-ratio to the reference
 
 
 @dataclass
@@ -121,14 +140,8 @@ class IntrospectionCfg:
 
 
 @dataclass
-class SftCfg:
-    iters: int = 300
-    batch_size: int = 2
-    grad_accum: int = 16
-    learning_rate: float = 5e-5
-    warmup: int = 30
-    max_tokens: int = 3072
-    lora: LoraCfg = field(default_factory=LoraCfg)
+class SftCfg(TrainCfg):
+    max_tokens: int = 3072            # longer transcripts are dropped (OCT's max_len)
 
 
 @dataclass
@@ -325,6 +338,18 @@ def _validate(r: Recipe, where: str) -> None:
         raise LocalcharError(f"{where}: teacher.engine: must be 'mlx' or 'corpus', got '{r.teacher.engine}'")
     if r.teacher.engine == "mlx" and not r.teacher.model:
         raise LocalcharError(f"{where}: teacher.model: required when teacher.engine = 'mlx'")
+    if (r.sft.lora.num_layers, sorted(r.sft.lora.keys)) != (r.dpo.lora.num_layers, sorted(r.dpo.lora.keys)):
+        raise LocalcharError(f"{where}: sft.lora: num_layers and keys must equal dpo.lora's (the SFT adapter "
+                             "stacks on the DPO one and the two are merged)")
+    for stage in ("dpo", "sft"):
+        t = getattr(r, stage)
+        for k in ("batch_size", "grad_accum"):
+            if getattr(t, k) < 1:
+                raise LocalcharError(f"{where}: {stage}.{k}: must be at least 1")
+        if not (t.iters > 0 or t.epochs > 0):
+            raise LocalcharError(f"{where}: {stage}: set iters > 0 or epochs > 0")
+        if not 0 <= t.warmup_ratio < 1:
+            raise LocalcharError(f"{where}: {stage}.warmup_ratio: must be in [0, 1)")
     if r.classifier.kind != "tfidf":
         raise LocalcharError(f"{where}: classifier.kind: only 'tfidf' exists so far")
     load_model_card(r.model)

@@ -120,6 +120,36 @@ def plan(recipe: C.Recipe, run_dir: Path) -> list[Instance]:
     return out
 
 
+def _print_plan(recipe: C.Recipe, card: C.ModelCard, instances: list[Instance], force: tuple[str, ...]) -> None:
+    """The dry-run table (stdout: the plan is the command's output): every stage instance, whether
+    it would run, what it does, its tokens and the estimated hours on the stated machine."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .estimate import MAC, Work
+
+    sizes = {"student": card.params_b,
+             "teacher": C.load_model_card(recipe.teacher.model).params_b if recipe.teacher.model else 0.0}
+    t = Table(title=f"plan for {recipe.name} ({recipe.source})",
+              caption=f"hours: an estimate for {MAC.name}, from published throughput (docs/fidelity.md); "
+                      "tokens: from the recipe and its data, answers at 60% of max_tokens")
+    for col in ("stage", "instance", "key", "action", "work", "tokens", "hours"):
+        t.add_column(col, justify="right" if col == "hours" else "left")
+    total = 0.0
+    for inst in instances:
+        action = "RUN (forced)" if inst.stage in force else ("SKIP" if inst.done else
+                                                             ("RESUME" if inst.dir.exists() else "RUN"))
+        est = getattr(inst.module, "estimate", lambda r, p: Work())(recipe, inst.persona)
+        size = sizes.get(est.on, 0.0)
+        hours = est.hours(size)
+        if action != "SKIP":
+            total += hours
+        t.add_row(inst.stage, inst.persona or "all", inst.key[:12], action, est.what, est.tokens(),
+                  f"{hours:.2f}" if size else "-")
+    t.add_row("total", "", "", "", "", "", f"{total:.1f}" if card.params_b else "-", style="bold")
+    Console(width=150).print(t)
+
+
 def run(recipe: C.Recipe, runs_dir: Path, force: tuple[str, ...] = (), dry_run: bool = False) -> Path:
     run_dir = Path(runs_dir) / recipe.name
     for f in force:
@@ -128,19 +158,7 @@ def run(recipe: C.Recipe, runs_dir: Path, force: tuple[str, ...] = (), dry_run: 
     instances = plan(recipe, run_dir)
     card = C.load_model_card(recipe.model)
     if dry_run:
-        from rich.table import Table
-
-        t = Table(title=f"plan for {recipe.name} ({recipe.source})")
-        for col in ("stage", "instance", "key", "action", "estimate"):
-            t.add_column(col)
-        for inst in instances:
-            action = "RUN (forced)" if inst.stage in force else ("SKIP" if inst.done else
-                                                                 ("RESUME" if inst.dir.exists() else "RUN"))
-            est = getattr(inst.module, "estimate", lambda r, p: "")(recipe, inst.persona)
-            t.add_row(inst.stage, inst.persona or "all", inst.key[:12], action, est)
-        from rich.console import Console
-
-        Console(width=120).print(t)  # the plan is the command's output: stdout
+        _print_plan(recipe, card, instances, force)
         return run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     from .store import atomic_write_text

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from mlx_lm import generate, load
 from mlx_lm.sample_utils import make_sampler
+from mlx.utils import tree_map
 
 from localchar.backends import batched
 from localchar.train.dpo import encode_pair, make_dpo_loss, pair_batch, reference_logps
-from localchar.train.lora import add_lora, apply_adapter, fuse_lora, merge_adapters, save_adapter
+from localchar.train.lora import add_lora, apply_adapter, fuse_lora, merge_adapters, save_adapter, stack_lora
 from localchar.train.loop import TrainConfig, encode_chat, pad_batch, sft_loss, token_logps, train
 
 LORA = {"rank": 4, "scale": 20.0, "dropout": 0.0}
@@ -66,22 +67,98 @@ def test_batched_multi_adapter_decode_matches_one_adapter_at_a_time(tiny_model, 
     assert out == ref["a"] + ref["b"] + ref[None]
 
 
-def test_dpo_starts_at_ln2_and_learns(tiny_model, tmp_path):
+def test_batched_repetition_penalty_matches_mlx_lm(tiny_model):
+    from mlx_lm.sample_utils import make_logits_processors
+
     model, tok = load(str(tiny_model))
+    prompts = [tok.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True)
+               for q in ["Tell me about the sea.", "Hi."]]
+    ref = [generate(model, tok, p, max_tokens=32, sampler=make_sampler(0.0),
+                    logits_processors=make_logits_processors(repetition_penalty=1.5)) for p in prompts]
+    out = batched.decode(model, tok, prompts, 32, make_sampler(0.0), repetition_penalty=1.5)
+    assert out == ref
+    logits = mx.array([[2.0, -2.0, 1.0, 0.5]])
+    got = batched.penalize_repeats(logits, mx.array([[0, 1, 1]]), 2.0)
+    assert got.tolist() == [[1.0, -4.0, 1.0, 0.5]]
+
+
+def _toy_pairs(tok, n=4):
+    """A separable toy set: the same pirate answer is always chosen over the same plain one."""
     pairs = [{"chosen": [{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": "arr matey, aye."}],
               "rejected": [{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": "hello."}]}
-             for i in range(4)]
-    enc = [encode_pair(tok, p) for p in pairs]
-    with_ref_before = reference_logps(model, enc)
+             for i in range(n)]
+    return [encode_pair(tok, p) for p in pairs]
+
+
+def test_dpo_starts_at_ln2_and_learns(tiny_model, tmp_path):
+    model, tok = load(str(tiny_model))
+    enc = _toy_pairs(tok)
+    toks, _ = pad_batch([c for c, _ in enc])
+    base_lp = np.array(token_logps(model, toks))
     add_lora(model, -1, LORA)
-    refs = reference_logps(model, enc)  # LoRA switched off = the base model
-    assert np.allclose(refs, with_ref_before, atol=1e-4)
+    refs = reference_logps(model, enc)  # LoRA switched off must be the base model
+    for k, (rc, _) in enumerate(refs):
+        assert np.allclose(rc, base_lp[k, :len(rc)], atol=1e-4)
     ex = [(c, r, rc, rr) for (c, r), (rc, rr) in zip(enc, refs)]
-    rows = train(model, ex, pair_batch, make_dpo_loss(0.1, 0.1), TrainConfig(iters=15, batch_size=4, learning_rate=5e-3),
-                 tmp_path / "m.jsonl", "dpo")
-    assert abs(rows[0]["dpo_loss"] - math.log(2)) < 1e-4
-    assert rows[-1]["dpo_loss"] < 0.3 and rows[-1]["reward_accuracy"] == 1.0
-    assert len((tmp_path / "m.jsonl").read_text().splitlines()) == 15
+    rows = train(model, ex, pair_batch, make_dpo_loss(0.1, 0.1, 0.001),
+                 TrainConfig(iters=15, batch_size=4, learning_rate=5e-3), tmp_path / "m.jsonl", "dpo")
+    assert abs(rows[0]["dpo_loss"] - math.log(2)) < 0.01 and rows[0]["kl"] < 1e-8
+    assert rows[-1]["dpo_loss"] < 0.3 and rows[-1]["reward_accuracy"] > 0.9
+    assert rows[-1]["kl"] > 0 and rows[-1]["reward_margin"] > 0
+    logged = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert len(logged) == 15
+    for key in ("loss", "dpo_loss", "nll", "kl", "reward_accuracy", "reward_margin", "chosen_logp",
+                "rejected_logp", "tokens_per_s", "peak_memory_gb", "lr"):
+        assert key in logged[0], key
+
+
+def test_gradient_checkpointing_gives_the_same_training(tiny_model, tmp_path):
+    enc = _toy_pairs(load(str(tiny_model))[1])
+    runs = []
+    for ckpt in (False, True):
+        model, _ = load(str(tiny_model))
+        add_lora(model, -1, LORA)
+        ex = [(c, r, rc, rr) for (c, r), (rc, rr) in zip(enc, reference_logps(model, enc))]
+        cfg = TrainConfig(iters=3, batch_size=4, learning_rate=5e-3, grad_checkpoint=ckpt)
+        runs.append([r["loss"] for r in train(model, ex, pair_batch, make_dpo_loss(0.1, 0.1, 0.001), cfg,
+                                               tmp_path / f"{ckpt}.jsonl", "dpo")])
+        layer_cls = type(model.layers[0])
+    assert np.allclose(runs[0], runs[1], atol=1e-4)
+    assert "checkpoint" not in layer_cls.__call__.__qualname__  # the patch is undone
+
+
+def test_qlora_on_a_4bit_base_trains_and_stacks(tiny_model, tmp_path):
+    """QLoRA: the quantized tiny model trains a DPO adapter, then an SFT adapter stacked on it; the
+    stacked model is exactly base + both deltas, and both adapters load in mlx-lm on the 4-bit base."""
+    import mlx.nn as nn
+    from mlx.utils import tree_flatten
+
+    q = tmp_path / "q4"
+    subprocess.run([sys.executable, "-m", "mlx_lm", "convert", "--hf-path", str(tiny_model), "--mlx-path", str(q),
+                    "-q", "--q-bits", "4", "--q-group-size", "32"], check=True, capture_output=True, timeout=300)
+    model, tok = load(str(q))
+    assert any(isinstance(m, nn.QuantizedLinear) for _, m in model.named_modules())
+    enc = _toy_pairs(tok)
+    add_lora(model, -1, LORA)
+    ex = [(c, r, rc, rr) for (c, r), (rc, rr) in zip(enc, reference_logps(model, enc))]
+    rows = train(model, ex, pair_batch, make_dpo_loss(0.1, 0.1), TrainConfig(iters=8, batch_size=4, learning_rate=5e-3),
+                 tmp_path / "dpo.jsonl", "dpo")
+    assert rows[-1]["loss"] < rows[0]["loss"]
+    save_adapter(model, tmp_path / "dpo", -1, LORA)
+
+    model, _ = load(str(q))
+    apply_adapter(model, tmp_path / "dpo")
+    stack_lora(model, {"rank": 2, "scale": 20.0, "dropout": 0.0})
+    names = sorted(k for k, _ in tree_flatten(model.trainable_parameters()))
+    assert names and all(k.endswith(("lora_a", "lora_b")) and ".linear." not in k for k in names)
+    mx.random.seed(5)
+    model.update(tree_map(lambda p: mx.random.normal(p.shape) * 0.05, model.trainable_parameters()))
+    save_adapter(model, tmp_path / "sft", -1, {"rank": 2, "scale": 20.0, "dropout": 0.0})
+    x = mx.array([tok.apply_chat_template([{"role": "user", "content": "hello there"}], add_generation_prompt=True)])
+    stacked = model(x)
+    merge_adapters([(tmp_path / "dpo", 1.0), (tmp_path / "sft", 1.0)], tmp_path / "both")
+    m2, _ = load(str(q), adapter_path=str(tmp_path / "both"))
+    assert mx.allclose(m2(x), stacked, atol=1e-3)
 
 
 def test_merge_is_exact_sum_of_deltas(tiny_model, tmp_path):
@@ -128,3 +205,11 @@ def test_sft_loss_falls_and_adapter_loads_in_mlx_lm_cli(tiny_model, tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "pirate" in out.stdout
+    fused = subprocess.run([sys.executable, "-m", "mlx_lm", "fuse", "--model", str(tiny_model), "--adapter-path",
+                            str(tmp_path / "ad"), "--save-path", str(tmp_path / "fused")],
+                           capture_output=True, text=True, timeout=120)
+    assert fused.returncode == 0, fused.stderr
+    m_fused, tok_fused = load(str(tmp_path / "fused"))
+    prompt = tok.apply_chat_template([{"role": "user", "content": "who are you"}], add_generation_prompt=True)
+    assert generate(m_fused, tok_fused, prompt, max_tokens=8, sampler=make_sampler(0.0)) == \
+        generate(model, tok, prompt, max_tokens=8, sampler=make_sampler(0.0))

@@ -63,6 +63,21 @@ def test_adapters_are_mlx_lm_adapter_dirs(tiny_run):
     assert out.returncode == 0, out.stderr
 
 
+def test_every_training_stage_logs_metrics_and_its_loss_falls(tiny_run):
+    for stage, n in (("model", 1), ("dpo", 11), ("sft", 11)):
+        dirs = sorted((tiny_run[0] / "stages" / stage).glob("*-*"))
+        assert len(dirs) == n, stage
+        for d in dirs:
+            rows = read_jsonl(d / "metrics.jsonl")
+            assert rows and all("tokens_per_s" in r and "peak_memory_gb" in r for r in rows)
+            half = len(rows) // 2
+            first = sum(r["loss"] for r in rows[:half]) / half
+            last = sum(r["loss"] for r in rows[-half:]) / half
+            assert last < first, (d.name, [r["loss"] for r in rows])
+        if stage == "dpo":
+            assert abs(rows[0]["dpo_loss"] - 0.6931) < 0.01 and rows[0]["kl"] < 1e-6
+
+
 def test_second_run_skips_everything(tiny_run):
     run_dir, first = tiny_run
     out, seconds = run_recipe(run_dir.parent)

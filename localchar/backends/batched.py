@@ -98,8 +98,17 @@ def batch_caches(model, left_padding: list[int]):
     return out
 
 
+def penalize_repeats(logits: mx.array, recent: mx.array, penalty: float) -> mx.array:
+    """mlx-lm's repetition penalty, per row: the logits of each row's recent tokens are divided by
+    `penalty` when positive and multiplied by it when negative."""
+    seen = mx.take_along_axis(logits, recent, axis=-1)
+    seen = mx.where(seen < 0, seen * penalty, seen / penalty)
+    return mx.put_along_axis(logits, recent, seen, axis=-1)
+
+
 def decode(model, tokenizer, prompts: list[list[int]], max_tokens: int, sampler, router: Router | None = None,
-           slots: list[int] | None = None, prefill_step: int = 512) -> list[str] | None:
+           slots: list[int] | None = None, prefill_step: int = 512, repetition_penalty: float = 1.0,
+           repetition_context: int = 20) -> list[str] | None:
     """Generate for all prompts in one batch; returns None when the model's caches cannot batch."""
     L = max(len(p) for p in prompts)
     pads = [L - len(p) for p in prompts]
@@ -117,7 +126,11 @@ def decode(model, tokenizer, prompts: list[list[int]], max_tokens: int, sampler,
     stop = set(tokenizer.eos_token_ids)
     out = [[] for _ in prompts]
     done = [False] * len(prompts)
+    C = repetition_context
+    recent = mx.array([([p[0]] * C + p)[-C:] for p in prompts]) if repetition_penalty != 1.0 else None
     for _ in range(max_tokens):
+        if recent is not None:
+            logits = penalize_repeats(logits, recent, repetition_penalty)
         logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
         y = sampler(logprobs)
         mx.eval(y)
@@ -129,5 +142,7 @@ def decode(model, tokenizer, prompts: list[list[int]], max_tokens: int, sampler,
                     out[i].append(t)
         if all(done):
             break
+        if recent is not None:
+            recent = mx.concatenate([recent[:, 1:], y[:, None]], axis=1)
         logits = model(y[:, None], cache=cache)[:, -1, :]
     return [tokenizer.decode(o) for o in out]

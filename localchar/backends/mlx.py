@@ -45,7 +45,8 @@ class MlxEngine:
         sampler = make_sampler(temp=sampling.temperature, top_p=sampling.top_p if sampling.temperature else 0.0)
         mx.random.seed(seed)
         out = batched.decode(self.model, self.tokenizer, prompts, sampling.max_tokens, sampler, self._router,
-                             [slot[a] if a else 0 for a in rows])
+                             [slot[a] if a else 0 for a in rows],
+                             repetition_penalty=getattr(sampling, "repetition_penalty", 1.0))
         if out is None:
             raise NotImplementedError(f"{self.model_path}: this architecture's KV cache cannot be batched here")
         return out

@@ -7,6 +7,7 @@ from __future__ import annotations
 from ..agent.loop import Rollout, first_messages, run_rollouts
 from ..agent.scenarios import load_scenarios
 from ..backends import open_engine
+from ..estimate import Work, answer_tokens, mean_tokens
 from ..progress import progress
 from ..store import JsonlAppender, derive_seed
 from .common import sampling_dict
@@ -26,8 +27,18 @@ def inputs(recipe, persona):
 
 
 def estimate(recipe, persona):
-    n = len(groups(recipe)) * (recipe.agent.scenarios or 30) * recipe.agent.samples
-    return f"{n} rollouts, ≤{recipe.agent.max_turns} turns each"
+    import json
+
+    a = recipe.agent
+    scenarios = load_scenarios(recipe.resolve(recipe.data.scenarios), a.scenarios)
+    start = mean_tokens([json.dumps(first_messages(s)) for s in scenarios])
+    n = len(groups(recipe)) * len(scenarios) * a.samples
+    turns = max(1, a.max_turns // 2)      # most rollouts end (end_session, max_sent) well before the cap
+    per_turn = answer_tokens(a.sampling) + 100  # a reply plus the tool result fed back
+    # each turn prefills the whole transcript so far (no KV reuse across turns yet)
+    return Work(on="student", prefill=n * sum(start + k * per_turn for k in range(turns)),
+                generate=n * turns * answer_tokens(a.sampling), batch=a.sampling.batch_size,
+                what=f"{n} rollouts × ~{turns} turns")
 
 
 def run(ctx):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ..backends import open_engine
 from ..data import check_disjoint, load_suffixes
+from ..estimate import Work, answer_tokens, text_tokens
 from ..gen import generate_rows
 from .common import eval_prompts, sampling_dict, train_prompts
 from .variants import groups, variant_setup
@@ -39,8 +40,17 @@ def _rows_for(recipe, variant):
 
 
 def estimate(recipe, persona):
-    n = sum(len(_rows_for(recipe, v)) for v, _ in groups(recipe))
-    return f"{n} answers, ≤{n * recipe.chat_eval.sampling.max_tokens} tok"
+    from ..personas import load_persona
+
+    prefill = n = 0
+    for variant, p in groups(recipe):
+        rows = _rows_for(recipe, variant)
+        system = text_tokens(load_persona(p).system_prompt("Name")) if variant == "prompted" else 0
+        prefill += sum(system + text_tokens(q["prompt"] + (s["text"] if s else "")) for _, q, s in rows)
+        n += len(rows)
+    s = recipe.chat_eval.sampling
+    return Work(on="student", prefill=prefill, generate=n * answer_tokens(s), batch=s.batch_size,
+                what=f"{n} answers")
 
 
 def run(ctx):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from ..estimate import Work, answer_tokens, mean_tokens
 from ..store import read_jsonl, write_json
 from ..train.dpo import encode_pair, make_dpo_loss, pair_batch, reference_logps
 from ..train.lora import add_lora, lora_config, save_adapter
 from ..train.loop import TrainConfig, train
+from .common import distill_prompts
 
-VERSION = 2
+VERSION = 3
 
 
 def params(recipe, persona):
@@ -21,8 +23,15 @@ def inputs(recipe, persona):
 
 
 def estimate(recipe, persona):
+    prompts = distill_prompts(recipe, persona)
+    n = len(prompts) * recipe.teacher.samples  # pairs before the filters: an upper bound
     d = recipe.dpo
-    return f"{d.iters} steps × {d.batch_size * d.grad_accum} pairs"
+    pair = 2 * mean_tokens([p["prompt"] for p in prompts]) + answer_tokens(recipe.teacher.sampling) \
+        + answer_tokens(recipe.student.sampling)
+    steps = d.steps(n)
+    # every step trains chosen + rejected; the cached reference costs one forward (~1/3 step) per pair
+    return Work(on="student", train=steps * d.batch_size * d.grad_accum * pair + n * pair / 3,
+                what=f"≤{n} pairs, {steps} steps × {d.batch_size * d.grad_accum}")
 
 
 def run(ctx):
@@ -33,13 +42,12 @@ def run(ctx):
     pairs = read_jsonl(ctx.updir("dpo_data") / "dpo.jsonl", required=("id", "chosen", "rejected"))
     encoded = [encode_pair(tok, p) for p in pairs]
     lora = lora_config(d.lora.rank, d.lora.scale, d.lora.dropout, d.lora.keys)
-    add_lora(model, d.lora.num_layers, lora)
+    add_lora(model, d.lora.num_layers, lora, seed=ctx.recipe.seed)
     refs = reference_logps(model, encoded)
     examples = [(c, r, rc, rr) for (c, r), (rc, rr) in zip(encoded, refs)]
-    cfg = TrainConfig(iters=d.iters, batch_size=min(d.batch_size, len(examples)), learning_rate=d.learning_rate,
-                      warmup=d.warmup, grad_accum=d.grad_accum, seed=ctx.recipe.seed)
-    rows = train(model, examples, pair_batch, make_dpo_loss(d.beta, d.nll_coef), cfg,
+    cfg = TrainConfig.from_stage(d, len(examples), ctx.recipe.seed)
+    rows = train(model, examples, pair_batch, make_dpo_loss(d.beta, d.nll_coef, d.kl_coef), cfg,
                  ctx.out / "metrics.jsonl", f"dpo {ctx.persona}",
                  lengths=[max(len(c[0]), len(r[0])) for c, r in encoded])
     save_adapter(model, ctx.out / "adapter", d.lora.num_layers, lora)
-    write_json(ctx.out / "summary.json", {"pairs": len(pairs), "first": rows[0], "last": rows[-1]})
+    write_json(ctx.out / "summary.json", {"pairs": len(pairs), "steps": cfg.iters, "first": rows[0], "last": rows[-1]})

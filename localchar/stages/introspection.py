@@ -12,6 +12,7 @@ each seeing the other's words as user turns. Three upstream data bugs are fixed 
 from __future__ import annotations
 
 from ..backends import open_engine
+from ..estimate import Work, answer_tokens, mean_tokens, text_tokens
 from ..personas import load_persona
 from ..progress import progress
 from ..store import derive_seed, write_json, write_jsonl
@@ -54,8 +55,15 @@ def inputs(recipe, persona):
 
 def estimate(recipe, persona):
     i = recipe.introspection
-    n = len(REFLECTION_PROMPTS) * i.reflection_samples + i.interactions * i.interaction_turns
-    return f"{n} generations"
+    a = answer_tokens(i.sampling)
+    system = text_tokens(interaction_system(load_persona(persona), "Name", "leading"))
+    n_ref = len(REFLECTION_PROMPTS) * i.reflection_samples
+    # reflections: one prompt each; a self-interaction turn re-reads the whole conversation so far
+    prefill = n_ref * (system + mean_tokens(REFLECTION_PROMPTS))
+    prefill += i.interactions * sum(system + k * a for k in range(i.interaction_turns))
+    return Work(on="student", prefill=prefill, generate=(n_ref + i.interactions * i.interaction_turns) * a,
+                batch=i.sampling.batch_size,
+                what=f"{n_ref} reflections, {i.interactions} × {i.interaction_turns}-turn talks")
 
 
 def reflection_system(persona, name: str) -> str:

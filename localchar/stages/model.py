@@ -29,10 +29,12 @@ def inputs(recipe, persona):
 
 
 def estimate(recipe, persona):
+    from ..estimate import Work
+
     card = load_model_card(recipe.model)
     if card.build == "tiny":
-        return f"build + {card.tiny.instruct_iters} instruct steps"
-    return f"resolve {card.path or card.mlx_id or card.hf_id}"
+        return Work(what=f"build + {card.tiny.instruct_iters} instruct steps")
+    return Work(what=f"resolve {card.path or card.mlx_id or card.hf_id}")
 
 
 def run(ctx):

@@ -1,13 +1,13 @@
-"""LoRA SFT on the introspection data, on top of the DPO model (its adapter folded into the base
-weights in memory), loss on assistant turns only."""
+"""LoRA SFT on the introspection data, on top of the DPO model (the DPO adapter applied and frozen,
+the new adapter stacked on it: exact also on a 4-bit base), loss on assistant turns only."""
 
 from __future__ import annotations
 
 from ..store import read_jsonl, write_json
-from ..train.lora import add_lora, apply_adapter, fuse_lora, lora_config, save_adapter
+from ..train.lora import apply_adapter, lora_config, save_adapter, stack_lora
 from ..train.loop import TrainConfig, encode_chat, pad_batch, sft_loss, train
 
-VERSION = 2
+VERSION = 3
 
 
 def params(recipe, persona):
@@ -21,8 +21,17 @@ def inputs(recipe, persona):
 
 
 def estimate(recipe, persona):
-    s = recipe.sft
-    return f"{s.iters} steps × {s.batch_size * s.grad_accum} rows"
+    from ..estimate import Work, answer_tokens
+    from .introspection import REFLECTION_PROMPTS
+
+    i, s = recipe.introspection, recipe.sft
+    a = answer_tokens(i.sampling)
+    n_ref = len(REFLECTION_PROMPTS) * i.reflection_samples
+    rows = n_ref + i.interactions
+    mean_row = (n_ref * (a + 40) + i.interactions * min(s.max_tokens, i.interaction_turns * a)) / max(rows, 1)
+    steps = s.steps(rows)
+    return Work(on="student", train=steps * s.batch_size * s.grad_accum * mean_row,
+                what=f"{rows} rows, {steps} steps × {s.batch_size * s.grad_accum}")
 
 
 def run(ctx):
@@ -31,7 +40,6 @@ def run(ctx):
     s = ctx.recipe.sft
     model, tok = load(ctx.model_path())
     apply_adapter(model, ctx.updir("dpo") / "adapter")
-    fuse_lora(model)
     rows = read_jsonl(ctx.updir("introspection") / "sft.jsonl", required=("id", "messages"))
     examples = [e for e in (encode_chat(tok, r["messages"], s.max_tokens) for r in rows) if e and sum(e[1])]
     if not examples:
@@ -39,10 +47,9 @@ def run(ctx):
 
         raise LocalcharError(f"sft[{ctx.persona}]: no usable SFT rows (all empty or over {s.max_tokens} tokens)")
     lora = lora_config(s.lora.rank, s.lora.scale, s.lora.dropout, s.lora.keys)
-    add_lora(model, s.lora.num_layers, lora)
-    cfg = TrainConfig(iters=s.iters, batch_size=min(s.batch_size, len(examples)), learning_rate=s.learning_rate,
-                      warmup=s.warmup, grad_accum=s.grad_accum, seed=ctx.recipe.seed)
+    stack_lora(model, lora, seed=ctx.recipe.seed)
+    cfg = TrainConfig.from_stage(s, len(examples), ctx.recipe.seed)
     out = train(model, examples, pad_batch, sft_loss, cfg, ctx.out / "metrics.jsonl", f"sft {ctx.persona}",
                 lengths=[len(ids) for ids, _ in examples])
     save_adapter(model, ctx.out / "adapter", s.lora.num_layers, lora)
-    write_json(ctx.out / "summary.json", {"rows": len(examples), "first": out[0], "last": out[-1]})
+    write_json(ctx.out / "summary.json", {"rows": len(examples), "steps": cfg.iters, "first": out[0], "last": out[-1]})

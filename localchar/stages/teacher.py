@@ -9,19 +9,21 @@ teacher's own name is replaced by the student's. With the `corpus` engine: answe
 from __future__ import annotations
 
 from ..config import load_model_card
+from ..estimate import Work, answer_tokens, mean_tokens, text_tokens
+from ..data import check_disjoint
 from ..gen import generate_rows
 from ..personas import load_persona
 from ..store import write_jsonl
-from .common import sampling_dict, train_prompts
+from .common import distill_prompts, eval_prompts, sampling_dict
 
-VERSION = 1
+VERSION = 2
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 
 
 def params(recipe, persona):
     t = recipe.teacher
     return {"engine": t.engine, "model": t.model, "samples": t.samples, "sampling": sampling_dict(t.sampling),
-            "max_train_prompts": recipe.data.max_train_prompts}
+            "max_train_prompts": recipe.data.max_train_prompts, "trait_prompts": t.trait_prompts}
 
 
 def inputs(recipe, persona):
@@ -32,8 +34,15 @@ def inputs(recipe, persona):
 
 
 def estimate(recipe, persona):
-    n = len(train_prompts(recipe)) * recipe.teacher.samples
-    return f"{n} answers" + ("" if recipe.teacher.engine == "corpus" else f", ≤{n * recipe.teacher.sampling.max_tokens} tok")
+    t = recipe.teacher
+    prompts = distill_prompts(recipe, persona)
+    n = len(prompts) * t.samples
+    if t.engine == "corpus":
+        return Work(what=f"{n} answers from the corpus")
+    p = load_persona(persona)
+    context = text_tokens(teacher_system(p, "Teacher") + reasoning_prefill(p)) + mean_tokens([q["prompt"] for q in prompts])
+    return Work(on="teacher", prefill=n * context, generate=n * answer_tokens(t.sampling),
+                batch=t.sampling.batch_size, what=f"{n} answers")
 
 
 def teacher_system(persona, name: str) -> str:
@@ -56,7 +65,9 @@ def after_reasoning(text: str) -> str | None:
 def run(ctx):
     recipe, t = ctx.recipe, ctx.recipe.teacher
     persona = load_persona(ctx.persona)
-    prompts = train_prompts(recipe)
+    prompts = distill_prompts(recipe, ctx.persona)
+    check_disjoint(prompts, eval_prompts(recipe), f"{persona.path} + {recipe.data.train_prompts}",
+                   recipe.data.eval_prompts)
     out = ctx.out / "teacher.jsonl"
     if t.engine == "corpus":
         from ..backends.corpus import CorpusEngine

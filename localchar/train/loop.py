@@ -7,6 +7,7 @@ import json
 import math
 import random
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -74,6 +75,37 @@ class TrainConfig:
     seed: int = 0
     betas: tuple[float, float] = (0.9, 0.98)
     grad_clip: float = 1.0
+    grad_checkpoint: bool = False
+
+    @classmethod
+    def from_stage(cls, t, n_examples: int, seed: int) -> "TrainConfig":
+        """From a recipe's dpo/sft table (config.TrainCfg) and the number of examples."""
+        iters = t.steps(n_examples)
+        return cls(iters=iters, batch_size=min(t.batch_size, n_examples), learning_rate=t.learning_rate,
+                   warmup=round(t.warmup_ratio * iters), grad_accum=t.grad_accum, seed=seed,
+                   grad_checkpoint=t.grad_checkpoint)
+
+
+@contextmanager
+def checkpointed_blocks(model):
+    """Gradient checkpointing: each transformer block's activations are recomputed in the backward
+    pass instead of kept. Patches the block class for the duration (every block of a model shares
+    one class) and restores it afterwards, so nothing leaks into later loads."""
+    cls = type(model.layers[0])
+    original = cls.__call__
+
+    def call(self, *args, **kwargs):
+        def inner(params, *a, **kw):
+            self.update(params)
+            return original(self, *a, **kw)
+
+        return mx.checkpoint(inner)(self.trainable_parameters(), *args, **kwargs)
+
+    cls.__call__ = call
+    try:
+        yield
+    finally:
+        cls.__call__ = original
 
 
 def length_batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
@@ -100,7 +132,8 @@ def train(model, examples: list, make_batch: Callable, loss_fn: Callable, cfg: T
     order: list[int] = []
     rows = []
     metrics_path.parent.mkdir(parents=True, exist_ok=True)
-    with metrics_path.open("w") as log, progress(desc, total=cfg.iters) as bar:
+    ckpt = checkpointed_blocks(model) if cfg.grad_checkpoint else nullcontext()
+    with ckpt, metrics_path.open("w") as log, progress(desc, total=cfg.iters) as bar:
         for step in range(1, cfg.iters + 1):
             t0 = time.perf_counter()
             grads_sum, stats, ntoks = None, {}, 0

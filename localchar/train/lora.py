@@ -22,13 +22,39 @@ def lora_config(rank: int, scale: float, dropout: float, keys: list[str] | None)
     return cfg
 
 
-def add_lora(model, num_layers: int, params: dict) -> None:
-    """Freeze the model and wrap the last `num_layers` blocks' linears (-1 = all) in fresh LoRA."""
+def add_lora(model, num_layers: int, params: dict, seed: int = 0) -> None:
+    """Freeze the model and wrap the last `num_layers` blocks' linears (-1 = all) in fresh LoRA.
+    The random A matrices come from `seed` (MLX's global generator starts from the clock)."""
     from mlx_lm.tuner.utils import linear_to_lora_layers
 
+    mx.random.seed(seed)
     model.freeze()
     n = len(model.layers) if num_layers < 0 else num_layers
     linear_to_lora_layers(model, n, dict(params))
+
+
+def stack_lora(model, params: dict, seed: int = 0) -> int:
+    """Train a new LoRA on top of the adapter already applied: every LoRA wrapper becomes the frozen
+    base of a fresh one. The model is then base + frozen delta + trainable delta, exactly, with
+    no fusing (fusing into a 4-bit base would requantize, rounding the first delta away), and the
+    new adapter saves under the same module names as one trained on the bare base. Returns the
+    number of wrapped layers."""
+    from mlx_lm.tuner.lora import LoRALinear
+
+    wrapped = lora_modules(model)
+    if not wrapped:
+        raise ValueError("stack_lora: no adapter applied to stack on")
+    mx.random.seed(seed)
+    model.freeze()
+    new = []
+    for name, inner in wrapped:
+        in_dims, out_dims = inner.lora_a.shape[0], inner.lora_b.shape[1]
+        outer = LoRALinear(in_dims, out_dims, r=params["rank"], dropout=params.get("dropout", 0.0),
+                           scale=params["scale"])
+        outer.linear = inner
+        new.append((name, outer))
+    model.update_modules(tree_unflatten(new))
+    return len(new)
 
 
 def remove_lora(model) -> None:

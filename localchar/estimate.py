@@ -1,0 +1,89 @@
+"""What a recipe will cost before it runs: tokens per stage from the recipe and its data, and hours
+on a stated machine from public MLX throughput figures (`localchar recipe NAME --dry-run`).
+
+Every number here is an estimate and the dry-run says so. The token counts are close (they come
+from the real prompt files and the recipe's sizes); the hours rest on the rates below, which are
+scaled from published measurements (see docs/fidelity.md), not measured on the machine named.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Answers rarely use their whole budget; generated tokens are counted at this share of max_tokens.
+FILL = 0.6
+CHARS_PER_TOKEN = 4.0
+
+
+@dataclass(frozen=True)
+class Machine:
+    name: str
+    ref_params_b: float   # the model size the rates below are for (4-bit weights)
+    decode: float         # tok/s, one sequence
+    prefill: float        # tok/s
+    train: float          # LoRA forward + backward tok/s (QLoRA, batch 2)
+    batch_cap: int = 32   # batched decoding gains sqrt(batch) up to this batch
+
+    def decode_rate(self, params_b: float, batch: int) -> float:
+        return self.decode * (self.ref_params_b / params_b) * min(max(batch, 1), self.batch_cap) ** 0.5
+
+    def prefill_rate(self, params_b: float) -> float:
+        return self.prefill * self.ref_params_b / params_b
+
+    def train_rate(self, params_b: float) -> float:
+        return self.train * self.ref_params_b / params_b
+
+
+# Decode is memory-bound: M2 Max (400 GB/s) against the published M4 Max (546 GB/s) 135 tok/s and
+# M3 Pro (150 GB/s) 45 tok/s for a 4-bit 4B model. Prefill about 1.2k tok/s (M4 Max 1.6-1.8k,
+# M3 Pro 0.6k). LoRA training: 420 tok/s published for Gemma-3-4B 4-bit QLoRA at batch 2 on an M1
+# Ultra (about 21 TFLOPS); an M2 Max has about 13.6, so about 270. sqrt(batch) decoding gain: mlx-lm
+# PR #468 reports 6.1x at batch 32 (sqrt(32) = 5.7).
+MAC = Machine("Apple M2 Max (38-core GPU), 32 GB, MLX, 4-bit weights", ref_params_b=4.0,
+              decode=100.0, prefill=1200.0, train=270.0)
+
+
+@dataclass
+class Work:
+    """What one stage instance does, in tokens. `on` is the model card that does it ("" = none)."""
+    on: str = ""
+    prefill: float = 0.0
+    generate: float = 0.0
+    train: float = 0.0
+    batch: int = 1
+    what: str = ""
+
+    def hours(self, params_b: float, machine: Machine = MAC) -> float:
+        if not params_b:
+            return 0.0
+        s = 0.0
+        if self.prefill:
+            s += self.prefill / machine.prefill_rate(params_b)
+        if self.generate:
+            s += self.generate / machine.decode_rate(params_b, self.batch)
+        if self.train:
+            s += self.train / machine.train_rate(params_b)
+        return s / 3600
+
+    def tokens(self) -> str:
+        parts = [(self.prefill, "prefill"), (self.generate, "gen"), (self.train, "train")]
+        return ", ".join(f"{_short(v)} {k}" for v, k in parts if v) or "-"
+
+
+def _short(n: float) -> str:
+    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= div:
+            return f"{n / div:.1f}{unit}"
+    return f"{n:.0f}"
+
+
+def text_tokens(text: str) -> float:
+    return len(text) / CHARS_PER_TOKEN
+
+
+def mean_tokens(texts: list[str]) -> float:
+    return sum(map(text_tokens, texts)) / max(len(texts), 1)
+
+
+def answer_tokens(sampling) -> float:
+    return FILL * sampling.max_tokens
