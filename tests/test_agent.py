@@ -19,16 +19,38 @@ def call(name, **args):
 
 
 def test_parser_forms_in_order():
-    assert parse_tool_calls(call("list_inbox"))[0][0]["format"] == "tagged"
+    assert parse_tool_calls(call("list_inbox"))[0][0]["form"] == "tagged"
     calls, errs = parse_tool_calls('sure <tool_call>{"name": "read_email", "arguments": {"email_id": "e1"}}')
-    assert calls == [{"name": "read_email", "arguments": {"email_id": "e1"}, "format": "tagged"}] and not errs
+    assert calls == [{"name": "read_email", "arguments": {"email_id": "e1"}, "form": "tagged"}] and not errs
     calls, _ = parse_tool_calls('```json\n{"name": "end_session", "arguments": {}}\n```')
-    assert calls[0]["format"] == "fenced"
+    assert calls[0]["form"] == "fenced"
+    calls, _ = parse_tool_calls('```tool_code\nread_email(email_id="e2")\n```')
+    assert calls == [{"name": "read_email", "arguments": {"email_id": "e2"}, "form": "fenced"}]
+    calls, _ = parse_tool_calls('<function=send_email>{"to": "a@b.example", "subject": "Hi", "body": "Yo."}</function>')
+    assert calls[0]["form"] == "function" and calls[0]["arguments"]["to"] == "a@b.example"
     calls, _ = parse_tool_calls('I will call {"name": "list_inbox", "arguments": {}} now')
-    assert calls[0]["format"] == "bare_json"
+    assert calls[0]["form"] == "bare_json"
+    calls, _ = parse_tool_calls('[read_email(email_id="e1"), send_email(to="x@y.example", subject="Re", body="Hi.")]')
+    assert [c["name"] for c in calls] == ["read_email", "send_email"] and calls[0]["form"] == "python"
+    calls, _ = parse_tool_calls("<tool_use:email>\nto: x@y.example\nsubject: Re: plan\nbody: Thanks,\nsee you.\n</tool_use>")
+    assert calls == [{"name": "send_email", "form": "tool_use",
+                      "arguments": {"to": "x@y.example", "subject": "Re: plan", "body": "Thanks,\nsee you."}}]
     calls, errs = parse_tool_calls("<tool_call>{not json</tool_call>")
     assert calls == [] and errs and "invalid JSON" in errs[0]
     assert parse_tool_calls("no call here") == ([], [])
+
+
+def test_parser_repairs_json_and_maps_aliases():
+    calls, errs = parse_tool_calls("<tool_call>{'name': 'send_email', 'arguments': {'recipient': 'a@b.example', "
+                                   "'content': 'Hi.',},}</tool_call>")
+    assert not errs and calls[0]["arguments"] == {"to": "a@b.example", "body": "Hi."}
+    calls, _ = parse_tool_calls(call("list_inbox") + "then " + call("read_email", email_id="e1"))
+    assert [c["name"] for c in calls] == ["list_inbox", "read_email"]
+    calls, _ = parse_tool_calls('<tool_call>{"name": "read_email", "parameters": "{\\"email_id\\": \\"e3\\"}"}</tool_call>')
+    assert calls[0]["arguments"] == {"email_id": "e3"}
+    # never code: a call with a non-literal argument is an error, not an evaluation
+    calls, errs = parse_tool_calls('send_email(to=__import__("os").getcwd(), body="x")')
+    assert calls == [] and errs
 
 
 def test_client_validates_recipients_and_ids():

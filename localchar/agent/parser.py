@@ -1,59 +1,239 @@
-"""Tolerant tool-call parser. Forms are tried in a fixed order and the matching form is recorded:
-tagged <tool_call>{...}</tool_call> (also unterminated at the end of the text), then fenced
-```json / ```tool_call / ```tool_code blocks, then a bare JSON object with a "name" key."""
+"""Tolerant tool-call parser for untrusted model text.
+
+Forms are tried in a fixed order; the first form that occurs in the text is the one used, and every
+call records it:
+  1. tagged     <tool_call>{"name": ..., "arguments": {...}}</tool_call> (also unterminated at the end)
+  2. fenced     ```json / ```tool_call / ```tool_code blocks, JSON or a Python-style call inside
+  3. function   <function=NAME>{...arguments...}</function> (Llama 3.1's custom format)
+  4. bare_json  JSON objects with "name" and "arguments" / "parameters" anywhere in the text
+  5. python     a Python-style call list, [send_email(to="...", body="...")] or one bare call,
+                read with `ast` (never eval); only names of known tools count
+  6. tool_use   <tool_use:email> blocks with to: / subject: / body: lines (a send_email)
+JSON is repaired for trailing commas and single quotes; argument aliases are mapped (recipient ->
+to, content / message -> body). Several calls per message come back in order. Nothing here runs
+model text: JSON and `ast.literal_eval`-style literals only, with size and nesting limits.
+"""
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 
-TAGGED = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
-FENCED = re.compile(r"```(?:json|tool_call|tool_code)\s*\n(.*?)```", re.S)
+KNOWN_TOOLS = ("list_inbox", "read_email", "send_email", "end_session")
+ALIASES = {"recipient": "to", "recipients": "to", "content": "body", "message": "body", "text": "body",
+           "id": "email_id"}
+MAX_BLOB = 200_000      # characters of one call's text that the parser will look at
+MAX_DEPTH = 32          # nesting beyond this is not a tool call (and would be a JSON bomb)
+MAX_CALLS = 64          # calls taken from one message; the rest are reported as one error
+
+TAGGED = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|\Z)", re.S)
+FENCED = re.compile(r"```(?:json|tool_call|tool_code)[ \t]*\n(.*?)(?:```|\Z)", re.S)
+FUNCTION = re.compile(r"<function=([A-Za-z_][\w.-]*)>\s*(.*?)\s*(?:</function>|\Z)", re.S)
+TOOL_USE = re.compile(r"<tool_use:email>\s*(.*?)\s*(?:</tool_use(?::email)?>|\Z)", re.S)
+FIELD = re.compile(r"^(to|subject|body)\s*:\s?", re.I | re.M)
 
 
-def _decode(blob: str):
+class ParseError(ValueError):
+    pass
+
+
+def _depth_ok(text: str) -> bool:
+    depth = worst = 0
+    for ch in text:
+        if ch in "[{(":
+            depth += 1
+            worst = max(worst, depth)
+            if worst > MAX_DEPTH:
+                return False
+        elif ch in "]})":
+            depth -= 1
+    return True
+
+
+def _repair(blob: str) -> str:
+    return re.sub(r",\s*([}\]])", r"\1", blob)
+
+
+def decode_json(blob: str):
+    """One JSON value from `blob` (trailing text ignored), repaired for trailing commas and single
+    quotes. Raises ParseError with a short reason."""
     blob = blob.strip()
+    if len(blob) > MAX_BLOB:
+        raise ParseError(f"call text over {MAX_BLOB} characters")
+    if not _depth_ok(blob):
+        raise ParseError(f"nested deeper than {MAX_DEPTH} levels")
+    first_error = None
+    for candidate in (blob, _repair(blob)):
+        try:
+            return json.JSONDecoder().raw_decode(candidate)[0]
+        except json.JSONDecodeError as e:
+            first_error = first_error or e.msg
+    try:  # single quotes, True/False/None: Python literals, never code
+        value = ast.literal_eval(_repair(blob))
+        if isinstance(value, (dict, list)):
+            return value
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        pass
+    raise ParseError(f"invalid JSON ({first_error})")
+
+
+def _arguments(args) -> dict:
+    if isinstance(args, str):
+        try:
+            args = decode_json(args)
+        except ParseError:
+            return {}
+    if not isinstance(args, dict):
+        return {}
+    return {ALIASES.get(k, k) if ALIASES.get(k, k) not in args else k: v for k, v in args.items()}
+
+
+def _as_call(obj, form: str) -> dict:
+    if isinstance(obj, dict) and isinstance(obj.get("function"), dict):  # OpenAI-style wrapper
+        obj = obj["function"]
+    if not isinstance(obj, dict) or not isinstance(obj.get("name"), str) or not obj["name"].strip():
+        raise ParseError("no tool name")
+    return {"name": obj["name"].strip(), "arguments": _arguments(obj.get("arguments", obj.get("parameters", {}))),
+            "form": form}
+
+
+def _calls_from_json(blob: str, form: str) -> list[dict]:
+    obj = decode_json(blob)
+    items = obj if isinstance(obj, list) else [obj]
+    return [_as_call(o, form) for o in items]
+
+
+def _python_calls(src: str, known: tuple[str, ...], strict: bool) -> list[dict]:
+    """Calls written as Python: `f(a=1)`, `[f(a=1), g()]`. Only literal arguments are accepted."""
+    src = src.strip()
+    if len(src) > MAX_BLOB or not _depth_ok(src):
+        raise ParseError("call text too large or too deeply nested")
     try:
-        return json.loads(blob), None
-    except json.JSONDecodeError as e:
-        # tolerate trailing junk after one complete object
+        tree = ast.parse(src, mode="eval")
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        raise ParseError("not a Python-style call") from None
+    node = tree.body
+    nodes = node.elts if isinstance(node, (ast.List, ast.Tuple)) else [node]
+    out = []
+    for n in nodes:
+        if not (isinstance(n, ast.Call) and isinstance(n.func, ast.Name)):
+            raise ParseError("not a Python-style call")
+        if strict and n.func.id not in known:
+            raise ParseError(f"unknown tool '{n.func.id}'")
         try:
-            obj, _ = json.JSONDecoder().raw_decode(blob)
-            return obj, None
-        except json.JSONDecodeError:
-            return None, f"invalid JSON ({e.msg})"
+            kwargs = {k.arg: ast.literal_eval(k.value) for k in n.keywords if k.arg}
+            if n.args:
+                raise ValueError("positional arguments")
+        except (ValueError, SyntaxError, TypeError, RecursionError):
+            raise ParseError(f"{n.func.id}: arguments must be keyword literals") from None
+        out.append({"name": n.func.id, "arguments": _arguments(kwargs), "form": "python"})
+    return out
 
 
-def _as_call(obj) -> dict | None:
-    if isinstance(obj, dict) and isinstance(obj.get("name"), str):
-        args = obj.get("arguments", obj.get("parameters", {}))
-        if isinstance(args, str):
-            args, _ = _decode(args)
-        return {"name": obj["name"], "arguments": args if isinstance(args, dict) else {}}
-    return None
+def _tool_use(block: str) -> dict:
+    fields, pos = {}, [(m.group(1).lower(), m.start(), m.end()) for m in FIELD.finditer(block)]
+    for i, (key, _, end) in enumerate(pos):
+        stop = pos[i + 1][1] if i + 1 < len(pos) else len(block)
+        fields[key] = block[end:stop].strip()
+    if "to" not in fields:
+        raise ParseError("<tool_use:email> without a to: line")
+    return {"name": "send_email", "arguments": {"to": fields["to"], "subject": fields.get("subject", ""),
+                                                "body": fields.get("body", "")}, "form": "tool_use"}
 
 
-def parse_tool_calls(text: str) -> tuple[list[dict], list[str]]:
-    """Returns (calls, errors); each call is {"name", "arguments", "format"}."""
-    for form, pattern in (("tagged", TAGGED), ("fenced", FENCED)):
-        blobs = pattern.findall(text)
-        if blobs:
-            calls, errors = [], []
-            for blob in blobs:
-                obj, err = _decode(blob)
-                call = _as_call(obj)
-                if call:
-                    calls.append({**call, "format": form})
-                else:
-                    errors.append(f"{form}: {err or 'no tool name'}")
-            return calls, errors
-    start = text.find("{")
-    if start >= 0:
+def _bare_json_calls(text: str) -> list[dict]:
+    calls, i = [], 0
+    decoder = json.JSONDecoder()
+    while len(calls) <= MAX_CALLS:
+        i = text.find("{", i)
+        if i < 0:
+            break
         try:
-            obj, _ = json.JSONDecoder().raw_decode(text[start:])
-        except json.JSONDecodeError:
-            obj = None
-        call = _as_call(obj)
-        if call:
-            return [{**call, "format": "bare_json"}], []
-    return [], []
+            obj, end = decoder.raw_decode(text, i)
+        except (json.JSONDecodeError, RecursionError):
+            i += 1
+            continue
+        if end - i <= MAX_BLOB:
+            try:
+                calls.append(_as_call(obj, "bare_json"))
+            except ParseError:
+                pass
+        i = max(end, i + 1)
+    return calls
+
+
+def parse_tool_calls(text: str, known: tuple[str, ...] = KNOWN_TOOLS) -> tuple[list[dict], list[str]]:
+    """(calls, errors). Each call is {"name", "arguments", "form"}; each error is a short sentence
+    naming the form that failed. Never raises, whatever the text."""
+    if not isinstance(text, str):
+        return [], ["model output is not text"]
+    calls, errors = [], []
+
+    def take(items, form, convert):
+        for item in items:
+            try:
+                calls.extend(convert(item))
+            except ParseError as e:
+                errors.append(f"{form}: {e}")
+            except (RecursionError, MemoryError):
+                errors.append(f"{form}: too large or too deeply nested")
+
+    def fenced(blob):
+        try:
+            return _calls_from_json(blob, "fenced")
+        except ParseError as e:
+            try:
+                return [dict(c, form="fenced") for c in _python_calls(blob, known, strict=False)]
+            except ParseError:
+                raise e from None
+
+    def function(match):
+        name, blob = match
+        args = decode_json(blob) if blob.strip() else {}
+        return [{"name": name, "arguments": _arguments(args), "form": "function"}]
+
+    if (found := TAGGED.findall(text)):
+        take(found, "tagged", lambda b: _calls_from_json(b, "tagged"))
+    elif (found := FENCED.findall(text)):
+        take(found, "fenced", fenced)
+    elif (found := FUNCTION.findall(text)):
+        take(found, "function", function)
+    elif (found := _bare_json_calls(text)):
+        calls = found
+    elif (found := _python_call_spans(text, known)):
+        take(found, "python", lambda s: _python_calls(s, known, strict=True))
+    elif (found := TOOL_USE.findall(text)):
+        take(found, "tool_use", lambda b: [_tool_use(b)])
+    if len(calls) > MAX_CALLS:
+        errors.append(f"{len(calls) - MAX_CALLS} calls beyond the limit of {MAX_CALLS} per message were ignored")
+        calls = calls[:MAX_CALLS]
+    return calls, errors
+
+
+def _python_call_spans(text: str, known: tuple[str, ...]) -> list[str]:
+    """Substrings that look like a call of a known tool (optionally inside [...]): balanced
+    parentheses from the tool name on, skipping over string literals."""
+    spans = []
+    for m in re.finditer(r"\b(" + "|".join(map(re.escape, known)) + r")\s*\(", text):
+        start, depth, i, quote = m.start(), 0, m.end() - 1, None
+        while i < len(text) and i - start < MAX_BLOB:
+            ch = text[i]
+            if quote:
+                if ch == "\\":
+                    i += 1
+                elif ch == quote:
+                    quote = None
+            elif ch in "\"'":
+                quote = ch
+            elif ch == "(":
+                depth += 1
+            elif ch == ")":
+                depth -= 1
+                if depth == 0:
+                    spans.append(text[start:i + 1])
+                    break
+            i += 1
+        if len(spans) > MAX_CALLS:
+            break
+    return spans
