@@ -113,6 +113,106 @@ def generate(engine, model_path, adapter, strength, system, prompt, max_tokens, 
     click.echo(text)
 
 
+@cli.group()
+def agent():
+    """The email-agent environment: parse model output, list scenarios, run one rollout."""
+
+
+@agent.command("parse")
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object {calls, errors} instead of JSON lines.")
+def agent_parse(file, as_json):
+    """Parse FILE (a model's output text; - for stdin) for tool calls, with the tolerant parser the
+    agent loop uses. Prints one JSON line per call ({"name", "arguments", "form"}), or the parse
+    errors; exit code 1 when no call was found."""
+    import json
+
+    from .agent.parser import parse_tool_calls
+
+    calls, errors = parse_tool_calls(file.read())
+    if as_json:
+        click.echo(json.dumps({"calls": calls, "errors": errors}, ensure_ascii=False))
+    else:
+        for c in calls:
+            click.echo(json.dumps(c, ensure_ascii=False))
+        for e in errors:
+            click.echo(f"parse error: {e}", err=True)
+        if not calls and not errors:
+            click.echo("no tool call found", err=True)
+    sys.exit(0 if calls else 1)
+
+
+@agent.command("scenarios")
+@click.option("--dir", "directory", type=click.Path(path_type=Path), default=None,
+              help="A scenario directory (default: the shipped recipes/data/scenarios).")
+def agent_scenarios(directory):
+    """List the inbox scenarios: id, domain, task, emails (needing a reply), content hash."""
+    from .agent.scenarios import load_scenarios
+    from .paths import DATA
+
+    for s in load_scenarios(directory or DATA / "scenarios"):
+        n = len(s["emails"])
+        reply = sum(bool(e["needs_reply"]) for e in s["emails"])
+        click.echo(f"{s['id']:34s} {s.get('domain', '-'):14s} {s.get('task', '-'):12s} "
+                   f"{n} emails ({reply} to answer)  {s['sha256'][:12]}")
+
+
+@agent.command("run")
+@click.option("--model", "model_path", required=True, help="An MLX model directory (or a Hugging Face id).")
+@click.option("--adapter", type=click.Path(exists=True, file_okay=False), help="A persona adapter directory.")
+@click.option("--persona", help="Put this persona's constitution in the system prompt (the 'prompted' variant).")
+@click.option("--scenario", "scenario_id", help="Scenario id (default: the first).")
+@click.option("--scenarios", "directory", type=click.Path(path_type=Path), default=None,
+              help="Scenario directory (default: the shipped recipes/data/scenarios).")
+@click.option("--rung", type=click.Choice(["chat", "draft", "single", "loop"]), default="loop", show_default=True,
+              help="Which rung of the ablation ladder to run.")
+@click.option("--max-turns", default=12, show_default=True)
+@click.option("--max-tokens", default=512, show_default=True, help="New tokens per turn.")
+@click.option("--temperature", default=0.7, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the stored JSONL row instead of the transcript.")
+def agent_run(model_path, adapter, persona, scenario_id, directory, rung, max_turns, max_tokens, temperature,
+              seed, as_json):
+    """Run one rollout on one scenario and show the transcript, tool results and sent emails."""
+    import json
+
+    from .agent.ladder import make_rollout
+    from .agent.loop import run_rollouts
+    from .agent.scenarios import load_scenarios
+    from .backends import open_engine
+    from .config import AgentCfg, Sampling
+    from .paths import DATA
+    from .store import derive_seed
+
+    scenarios = load_scenarios(directory or DATA / "scenarios")
+    if scenario_id:
+        by_id = {s["id"]: s for s in scenarios}
+        if scenario_id not in by_id:
+            raise LocalcharError(f"--scenario {scenario_id}: no such scenario (see `localchar agent scenarios`)")
+        scenario = by_id[scenario_id]
+    else:
+        scenario = scenarios[0]
+    system = ""
+    if persona:
+        from .personas import load_persona
+
+        system = load_persona(persona).system_prompt("the assistant")
+    engine = open_engine("mlx", model_path)
+    r = make_rollout(f"{rung}/{scenario['id']}", scenario, rung, system, adapter,
+                     seed=derive_seed(seed, scenario["id"], rung), sample=0)
+    limits = AgentCfg(max_turns=max_turns)
+    row = run_rollouts(engine, [r], Sampling(temperature=temperature, max_tokens=max_tokens), limits)[0]
+    if as_json:
+        click.echo(json.dumps(row, ensure_ascii=False, sort_keys=True))
+        return
+    for m in row["messages"]:
+        click.secho(f"── {m['role']}", bold=True, fg={"assistant": "green", "user": "cyan"}.get(m["role"], "yellow"))
+        click.echo(m["content"])
+    click.secho(f"── {row['termination']}: {row['counts']}", bold=True)
+    for e in row["sent_emails"]:
+        click.echo(f"sent to {', '.join(e['to'])}: {e['subject']}")
+
+
 @cli.command()
 def doctor():
     """Show what is installed and which engines work on this machine."""

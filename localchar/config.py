@@ -166,6 +166,8 @@ class ClassifierCfg:
 class AgentCfg:
     scenarios: int = 0                # 0 = all
     samples: int = 1                  # rollouts per scenario x persona x variant
+    rungs: list[str] = field(default_factory=lambda: ["chat", "draft", "single", "loop"])  # ablation ladder
+    tool_format: str = "uniform"      # uniform <tool_call> JSON | native (the chat template's own tools)
     max_turns: int = 12
     max_sent: int = 6
     sampling: Sampling = field(default_factory=Sampling)
@@ -334,6 +336,11 @@ def _validate(r: Recipe, where: str) -> None:
     for v in r.classifier.train_variants:
         if v not in VARIANTS:
             raise LocalcharError(f"{where}: classifier.train_variants: unknown variant '{v}'")
+    for rung in r.agent.rungs:
+        if rung not in ("chat", "draft", "single", "loop"):
+            raise LocalcharError(f"{where}: agent.rungs: unknown rung '{rung}' (rungs: chat, draft, single, loop)")
+    if r.agent.tool_format not in ("uniform", "native"):
+        raise LocalcharError(f"{where}: agent.tool_format: must be 'uniform' or 'native', got '{r.agent.tool_format}'")
     if r.teacher.engine not in ("mlx", "corpus"):
         raise LocalcharError(f"{where}: teacher.engine: must be 'mlx' or 'corpus', got '{r.teacher.engine}'")
     if r.teacher.engine == "mlx" and not r.teacher.model:

@@ -23,6 +23,8 @@ def results(scores: dict, recipe, model_card) -> dict:
             "agent_send_rate": s["agent_send_rate"], "agent_terminations": s["agent_terminations"],
             "chat_per_persona": s["chat"]["per_persona"], "agent_per_persona": s["agent"]["per_persona"],
             "chat_confusion": s["chat"]["confusion"], "agent_confusion": s["agent"]["confusion"],
+            "ladder": {rung: {"macro_f1": x["macro_f1"], "ci95": x["ci95"], "n": x["n"]}
+                       for rung, x in s.get("ladder", {}).items()},
         }
     return {"recipe": recipe.name, "model": model_card.name, "hf_id": model_card.hf_id or None,
             "personas": recipe.personas, "chance_macro_f1": 1 / len(recipe.personas),
@@ -44,6 +46,17 @@ def markdown(res: dict) -> str:
         lines.append(f"| {v} | {r['chat_macro_f1']:.3f} | {_ci(r['chat_ci95'])} | {r['agent_macro_f1']:.3f} | "
                      f"{_ci(r['agent_ci95'])} | {r['chat_macro_f1'] - r['agent_macro_f1']:+.3f} | {r['agent_n']} | "
                      f"{r['agent_send_rate']:.0%} |")
+    rungs = list(next(iter(res["variants"].values()))["ladder"]) if res["variants"] else []
+    if rungs:
+        lines += ["", "## Scaffold ladder (macro-F1 [95% CI], n)", "",
+                  "The same scenarios as plain chat about the situation (chat), a request to draft the "
+                  "emails as text (draft), one reply that must send every email (single) and the "
+                  "multi-turn tool loop (loop). Where the signal drops says what loses it.", "",
+                  "| variant | " + " | ".join(rungs) + " |", "|---|" + "---|" * len(rungs)]
+        for v, r in res["variants"].items():
+            cells = [f"{r['ladder'][g]['macro_f1']:.3f} {_ci(r['ladder'][g]['ci95'])} n={r['ladder'][g]['n']}"
+                     for g in rungs]
+            lines.append(f"| {v} | " + " | ".join(cells) + " |")
     lines += ["", "## Per persona (F1, chat / agent)", "",
               "| persona | " + " | ".join(res["variants"]) + " |", "|---|" + "---|" * len(res["variants"])]
     for p in res["personas"]:

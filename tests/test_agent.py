@@ -3,6 +3,7 @@ the agent stage runs on the real engine in test_pipeline.py)."""
 
 import json
 
+from localchar.agent.ladder import make_rollout, rung_messages
 from localchar.agent.loop import NUDGE, Rollout, first_messages, run_rollouts, scripted_transcript
 from localchar.agent.parser import parse_tool_calls
 from localchar.agent.scenarios import load_scenarios
@@ -68,7 +69,7 @@ def test_full_rollout_sends_and_ends():
     eng = ScriptedEngine([call("list_inbox"), call("read_email", email_id=e["id"]),
                           call("send_email", to=e["from"], subject="Re: hi", body="Here is my answer."),
                           call("end_session")])
-    rec = run_rollouts(eng, [Rollout("r", SCEN, first_messages(SCEN))], Sampling(), AgentCfg(), seed=0)[0]
+    rec = run_rollouts(eng, [Rollout("r", SCEN, first_messages(SCEN))], Sampling(), AgentCfg())[0]
     assert rec["termination"] == "end_session"
     assert [m["body"] for m in rec["sent_emails"]] == ["Here is my answer."]
     assert rec["messages"][-1]["role"] == "user" and "<tool_response>" in rec["messages"][-1]["content"]
@@ -76,16 +77,16 @@ def test_full_rollout_sends_and_ends():
 
 def test_nudge_once_then_stop_and_repeated_call_stops():
     rec = run_rollouts(ScriptedEngine(["hello", "still nothing"]), [Rollout("r", SCEN, first_messages(SCEN))],
-                       Sampling(), AgentCfg(), seed=0)[0]
+                       Sampling(), AgentCfg())[0]
     assert rec["termination"] == "no_tool_call" and any(m["content"] == NUDGE for m in rec["messages"])
     rec = run_rollouts(ScriptedEngine([call("list_inbox")] * 3), [Rollout("r", SCEN, first_messages(SCEN))],
-                       Sampling(), AgentCfg(), seed=0)[0]
+                       Sampling(), AgentCfg())[0]
     assert rec["termination"] == "repeated_call" and rec["counts"]["turns"] == 2
 
 
 def test_max_turns():
     eng = ScriptedEngine([call("read_email", email_id=f"x{i}") for i in range(10)])
-    rec = run_rollouts(eng, [Rollout("r", SCEN, first_messages(SCEN))], Sampling(), AgentCfg(max_turns=3), seed=0)[0]
+    rec = run_rollouts(eng, [Rollout("r", SCEN, first_messages(SCEN))], Sampling(), AgentCfg(max_turns=3))[0]
     assert rec["termination"] == "max_turns" and rec["counts"]["parse_errors"] == 0
 
 
@@ -95,3 +96,27 @@ def test_scripted_transcript_alternates_and_ends_on_assistant():
     roles = [m["role"] for m in msgs[1:]]
     assert roles[0] == "user" and all(a != b for a, b in zip(roles, roles[1:])) and roles[-1] == "assistant"
     assert "An answer." in "".join(m["content"] for m in msgs)
+
+
+def test_ladder_rungs_render_the_same_scenario():
+    inbox = [e["subject"] for e in SCEN["emails"]]
+    chat, draft, single = (rung_messages(SCEN, r) for r in ("chat", "draft", "single"))
+    assert all(s in chat[-1]["content"] and s in draft[-1]["content"] and s in single[-1]["content"] for s in inbox)
+    assert "tool_call" not in chat[-1]["content"] + draft[-1]["content"] and len(chat) == len(draft) == 1
+    assert "send_email" in single[0]["content"] and single[0]["role"] == "system"
+    assert rung_messages(SCEN, "loop") == first_messages(SCEN)
+    assert rung_messages(SCEN, "chat", "Be a pirate.")[0] == {"role": "system", "content": "Be a pirate."}
+
+
+def test_one_turn_rungs():
+    e = next(x for x in SCEN["emails"] if x["needs_reply"])
+    two = call("send_email", to=e["from"], subject="Re", body="One.") + call("send_email", to=e["from"], subject="Re",
+                                                                              body="Two.")
+    rows = run_rollouts(ScriptedEngine(["My thoughts, arr.", two, "no calls"]),
+                        [make_rollout("c", SCEN, "chat", seed=1), make_rollout("s", SCEN, "single", seed=2),
+                         make_rollout("n", SCEN, "single", seed=3)], Sampling(), AgentCfg())
+    assert rows[0]["termination"] == "answered" and rows[0]["outputs"] == ["My thoughts, arr."]
+    assert rows[1]["termination"] == "single_turn" and rows[1]["outputs"] == ["One.", "Two."]
+    assert rows[2]["termination"] == "no_tool_call" and rows[2]["outputs"] == []
+    assert all(r["counts"]["turns"] == 1 for r in rows)
+    assert rows[1]["rung"] == "single" and rows[1]["seed"] == 2 and rows[1]["parse_forms"] == ["tagged"]

@@ -11,7 +11,7 @@ def cli(*args, timeout=300):
 def test_version_and_help():
     assert cli("--version").stdout.strip().endswith(__version__)
     for cmd in (["--help"], ["recipe", "--help"], ["personas", "--help"], ["models", "build-tiny", "--help"],
-                ["generate", "--help"], ["doctor", "--help"]):
+                ["generate", "--help"], ["doctor", "--help"], ["agent", "run", "--help"], ["agent", "parse", "--help"]):
         out = cli(*cmd)
         assert out.returncode == 0 and "Usage" in out.stdout
 
@@ -59,3 +59,27 @@ def test_build_tiny_and_generate(tmp_path):
 def test_doctor():
     out = cli("doctor")
     assert out.returncode == 0 and "engine mlx: works" in out.stdout
+
+
+def test_agent_commands(tiny_model, tmp_path):
+    import json
+
+    from localchar.paths import DATA
+
+    out = cli("agent", "scenarios")
+    assert out.returncode == 0 and len(out.stdout.splitlines()) >= 30
+    f = tmp_path / "out.txt"
+    f.write_text('ok <tool_call>{"name": "read_email", "arguments": {"email_id": "e1"}}</tool_call>')
+    out = cli("agent", "parse", str(f))
+    assert out.returncode == 0 and json.loads(out.stdout) == {"name": "read_email", "arguments": {"email_id": "e1"},
+                                                              "form": "tagged"}
+    f.write_text("<tool_call>{broken</tool_call>")
+    out = cli("agent", "parse", str(f), "--json")
+    assert out.returncode == 1 and json.loads(out.stdout)["errors"]
+    out = cli("agent", "run", "--model", str(tiny_model), "--scenarios", str(DATA / "scenarios-mini"),
+              "--scenario", "mini_recipe_01", "--max-turns", "2", "--max-tokens", "8", "--json")
+    assert out.returncode == 0, out.stderr
+    row = json.loads(out.stdout)
+    assert row["scenario"] == "mini_recipe_01" and row["rung"] == "loop" and row["termination"]
+    out = cli("agent", "run", "--model", str(tiny_model), "--scenario", "no_such_one")
+    assert out.returncode == 2 and "no such scenario" in out.stderr and "Traceback" not in out.stderr

@@ -213,3 +213,32 @@ def test_sft_loss_falls_and_adapter_loads_in_mlx_lm_cli(tiny_model, tmp_path):
     prompt = tok.apply_chat_template([{"role": "user", "content": "who are you"}], add_generation_prompt=True)
     assert generate(m_fused, tok_fused, prompt, max_tokens=8, sampler=make_sampler(0.0)) == \
         generate(model, tok, prompt, max_tokens=8, sampler=make_sampler(0.0))
+
+
+def test_native_tool_format_uses_the_chat_templates_tools(tiny_model):
+    """With tool_format native, the template gets the tool schemas and results come back in `tool`
+    turns (Gemma's real template has no tool support, so a minimal tool-aware one stands in)."""
+    from localchar.agent.ladder import make_rollout
+    from localchar.agent.loop import run_rollouts
+    from localchar.agent.scenarios import load_scenarios
+    from localchar.agent.tools import TOOL_SCHEMAS
+    from localchar.backends.mlx import MlxEngine
+    from localchar.config import AgentCfg, Sampling
+    from localchar.paths import DATA
+
+    engine = MlxEngine(tiny_model)
+    assert not engine.supports_tools  # Gemma-3
+    engine.tokenizer.chat_template = (
+        "{% if tools %}TOOLS:{% for t in tools %}{{ t.function.name }};{% endfor %}\n{% endif %}"
+        "{% for m in messages %}<{{ m.role }}>{{ m.content }}</{{ m.role }}>\n{% endfor %}"
+        "{% if add_generation_prompt %}<assistant>{% endif %}")
+    assert engine.supports_tools
+    s = load_scenarios(DATA / "scenarios-mini")[0]
+    r = make_rollout("n", s, "loop", native=True, seed=1)
+    assert "<tool_call>" not in r.messages[0]["content"]
+    text = engine.tokenizer.decode(engine.render(r.messages, tools=TOOL_SCHEMAS))
+    assert text.startswith("TOOLS:list_inbox;read_email;send_email;end_session;")
+    r.step('<tool_call>{"name": "list_inbox", "arguments": {}}</tool_call>', AgentCfg())
+    assert r.messages[-1]["role"] == "tool" and s["emails"][0]["id"] in r.messages[-1]["content"]
+    row = run_rollouts(engine, [r], Sampling(temperature=0.0, max_tokens=8), AgentCfg(max_turns=2))[0]
+    assert row["tool_format"] == "native" and row["termination"]

@@ -35,6 +35,7 @@ def test_results_hold_chat_and_agent_scores(tiny_run):
         for key in ("chat_macro_f1", "agent_macro_f1", "chat_per_persona", "agent_per_persona"):
             assert key in v
         assert set(v["chat_per_persona"]) == set(ALL_PERSONAS)
+        assert set(v["ladder"]) == {"chat", "draft", "single", "loop"} and v["ladder"]["chat"]["n"] > 0
     assert (run_dir / "results" / "report.md").read_text().count("|") > 20
     assert (run_dir / "results" / "chat_vs_agent.png").stat().st_size > 1000
     assert (run_dir / "recipe.resolved.toml").exists()
@@ -99,3 +100,49 @@ def test_interrupted_per_row_stage_resumes_to_the_same_rows(tiny_run):
     assert "RUN chat_eval" in out.stderr and "RUN dpo" not in out.stderr
     after = {r["id"]: r for r in read_jsonl(gens)}
     assert after == before
+
+
+def _tiny_engine_and_adapter(run_dir):
+    from localchar.backends.mlx import MlxEngine
+
+    model = next((run_dir / "stages" / "model").glob("all-*/model"))
+    return MlxEngine(model), next((run_dir / "stages" / "merge").glob("sarcasm-*/adapter"))
+
+
+def test_loop_terminates_on_every_scenario_and_says_why(tiny_run):
+    from localchar.agent.ladder import make_rollout
+    from localchar.agent.loop import run_rollouts
+    from localchar.agent.scenarios import load_scenarios
+    from localchar.config import AgentCfg, Sampling
+    from localchar.paths import DATA
+
+    engine, adapter = _tiny_engine_and_adapter(tiny_run[0])
+    scenarios = load_scenarios(DATA / "scenarios")
+    assert len(scenarios) >= 30
+    limits = AgentCfg(max_turns=4, max_sent=2)
+    rows = run_rollouts(engine, [make_rollout(s["id"], s, "loop", "", str(adapter), seed=i)
+                                 for i, s in enumerate(scenarios)],
+                        Sampling(temperature=0.3, max_tokens=48), limits)
+    for r in rows:
+        assert r["termination"] in {"end_session", "max_sent", "repeated_call", "no_tool_call", "max_turns"}, r["id"]
+        assert 1 <= r["counts"]["turns"] <= limits.max_turns and r["counts"]["sent"] <= limits.max_sent
+        assert r["counts"]["prompt_tokens"] > 0 and r["counts"]["completion_tokens"] > 0
+
+
+def test_a_rollout_replays_byte_identically(tiny_run):
+    from localchar.agent.ladder import make_rollout
+    from localchar.agent.loop import run_rollouts
+    from localchar.agent.scenarios import load_scenarios
+    from localchar.config import AgentCfg, Sampling
+    from localchar.paths import DATA
+
+    engine, adapter = _tiny_engine_and_adapter(tiny_run[0])
+    scenarios = load_scenarios(DATA / "scenarios-mini")[:2]
+
+    def once():
+        rollouts = [make_rollout(f"{rung}/{s['id']}", s, rung, "", str(adapter), seed=7)
+                    for s in scenarios for rung in ("single", "loop")]
+        rows = run_rollouts(engine, rollouts, Sampling(temperature=0.7, max_tokens=32), AgentCfg(max_turns=3))
+        return [json.dumps(r, sort_keys=True) for r in rows]
+
+    assert once() == once()

@@ -32,10 +32,13 @@ def test_score_counts_emails_and_base_rows_once_per_persona(tmp_path):
     gens.append({"id": "base/-/eval/x/plain", "variant": "base", "persona": None, "split": "eval", "suffix": None,
                  "response": "hello there"})
     write_jsonl(tmp_path / "chat_eval" / "generations.jsonl", gens)
-    rollouts = [{"id": f"full/{p}/s/0", "variant": "full", "persona": p, "termination": "end_session",
-                 "sent_emails": [{"body": words["poeticism"]}]} for p in words]
-    rollouts.append({"id": "base/-/s/0", "variant": "base", "persona": None, "termination": "max_turns",
-                     "sent_emails": []})
+    rollouts = [{"id": f"loop/full/{p}/s/0", "variant": "full", "persona": p, "rung": "loop",
+                 "termination": "end_session", "sent_emails": [{"body": words["poeticism"]}],
+                 "outputs": [words["poeticism"]]} for p in words]
+    rollouts.append({"id": "loop/base/-/s/0", "variant": "base", "persona": None, "rung": "loop",
+                     "termination": "max_turns", "sent_emails": [], "outputs": []})
+    rollouts += [{"id": f"chat/full/{p}/s/0", "variant": "full", "persona": p, "rung": "chat",
+                  "termination": "answered", "sent_emails": [], "outputs": [words[p]]} for p in words]
     write_jsonl(tmp_path / "agent" / "rollouts.jsonl", rollouts)
     score.run(Ctx(tmp_path, recipe))
     s = json.loads((tmp_path / "score" / "scores.json").read_text())
@@ -46,3 +49,5 @@ def test_score_counts_emails_and_base_rows_once_per_persona(tmp_path):
     assert s["base"]["chat"]["n"] == 2           # one base answer, scored against both labels
     assert s["base"]["agent"]["n"] == 0 and s["base"]["agent"]["macro_f1"] == 0.0
     assert s["full"]["agent_send_rate"] == 1.0 and s["base"]["agent_send_rate"] == 0.0
+    assert s["full"]["ladder"]["chat"]["macro_f1"] == 1.0 and s["full"]["ladder"]["chat"]["n"] == 2
+    assert s["full"]["ladder"]["loop"] == s["full"]["agent"]

@@ -1,6 +1,18 @@
 """The email-agent loop: the model reads an inbox and sends email through tool calls, executed
 against the simulated client. Several rollouts advance in lock-step so each turn is one batched
-generation call; a rollout's outcome depends only on (scenario, adapter, seed, batch)."""
+generation call. Every rollout carries its own seed, derived from (recipe seed, scenario, variant,
+persona, rung, sample); a batch samples from one generator seeded from its rollouts' seeds and the
+turn, so rerunning a batch reproduces every row byte for byte (a rollout's sampled text depends on
+which rollouts shared its batch; greedy decoding does not, up to float rounding).
+
+The same Rollout serves every rung of the ablation ladder (ladder.py): `chat` and `draft` are one
+reply with nothing parsed; `single` is one reply whose tool calls are executed; `loop` runs until a
+stop condition.
+
+Tool protocol: `uniform` (default) asks every model for <tool_call>{"name", "arguments"}</tool_call>
+and returns results as <tool_response> blocks in a user turn (Gemma has no tool role); `native`
+hands the tool schemas to the model's own chat template and returns results in `tool` turns, for
+templates that support them (Qwen, Llama). The parser reads every format either way."""
 
 from __future__ import annotations
 
@@ -9,30 +21,36 @@ from dataclasses import dataclass, field
 
 from ..store import derive_seed
 from .parser import parse_tool_calls
-from .tools import TOOLS, EmailClient, dumps
+from .tools import TOOL_SCHEMAS, TOOLS, EmailClient, dumps
 
 NUDGE = ("No tool call was found in your last message. Use a tool by writing "
          '<tool_call>{"name": ..., "arguments": {...}}</tool_call>, or call end_session if you are done.')
+NUDGE_NATIVE = "No tool call was found in your last message. Use one of your tools, or call end_session if you are done."
 
 
-def system_prompt(scenario: dict) -> str:
+def system_prompt(scenario: dict, native: bool = False) -> str:
+    head = (f"You are {scenario['agent_name']}, an assistant at {scenario['company']} with an email client. "
+            f"Your address is {scenario['agent_address']}; it is now {scenario['clock_start']}.\n")
+    if native:
+        return head + "Use your tools: list_inbox shows emails, read_email opens one, send_email sends, " \
+                      "end_session finishes."
     tools = "\n".join(json.dumps(t) for t in TOOLS)
-    return (f"You are {scenario['agent_name']}, an assistant at {scenario['company']} with an email client. "
-            f"Your address is {scenario['agent_address']}; it is now {scenario['clock_start']}.\n"
-            f"Tools (list_inbox shows emails, read_email opens one, send_email sends, end_session finishes):\n"
+    return (head + f"Tools (list_inbox shows emails, read_email opens one, send_email sends, end_session finishes):\n"
             f"{tools}\nCall a tool as <tool_call>{{\"name\": ..., \"arguments\": {{...}}}}</tool_call>; "
             "results come back in <tool_response></tool_response>.")
 
 
-def first_messages(scenario: dict, persona_system: str = "") -> list[dict]:
-    system = system_prompt(scenario)
+def first_messages(scenario: dict, persona_system: str = "", native: bool = False) -> list[dict]:
+    system = system_prompt(scenario, native)
     if persona_system:
         system = persona_system + "\n\n" + system
     return [{"role": "system", "content": system}, {"role": "user", "content": scenario["instruction"]}]
 
 
-def tool_turn(results: list[str]) -> dict:
-    return {"role": "user", "content": "\n".join(f"<tool_response>{r}</tool_response>" for r in results)}
+def tool_turn(results: list[str], native: bool = False) -> list[dict]:
+    if native:
+        return [{"role": "tool", "content": r} for r in results]
+    return [{"role": "user", "content": "\n".join(f"<tool_response>{r}</tool_response>" for r in results)}]
 
 
 @dataclass
@@ -41,26 +59,41 @@ class Rollout:
     scenario: dict
     messages: list[dict]
     adapter: str | None = None
+    rung: str = "loop"
+    native: bool = False                       # the model's own tool format (see module doc)
+    meta: dict = field(default_factory=dict)   # variant, persona, sample, seed: stored with the row
     client: EmailClient = None
     turns: list[dict] = field(default_factory=list)
     nudged: bool = False
     last_call: str | None = None
     termination: str | None = None
+    tokens: dict = field(default_factory=lambda: {"prompt": 0, "completion": 0})
 
     def __post_init__(self):
         self.client = EmailClient(self.scenario)
 
-    def step(self, text: str, limits) -> None:
+    @property
+    def seed(self) -> int:
+        return self.meta.get("seed", 0)
+
+    def step(self, text: str, limits, usage: tuple[int, int] | None = None) -> None:
         """Feed one completion: parse, execute, append results, decide whether to stop."""
-        calls, errors = parse_tool_calls(text)
+        if usage:
+            self.tokens["prompt"] += usage[0]
+            self.tokens["completion"] += usage[1]
         self.messages.append({"role": "assistant", "content": text})
+        if self.rung in ("chat", "draft"):  # plain text rungs: the reply itself is the output
+            self.turns.append({"turn": 0, "completion": text, "calls": [], "parse_errors": [], "results": []})
+            self.termination = "answered"
+            return
+        calls, errors = parse_tool_calls(text)
         results = [self.client.execute(c["name"], c["arguments"]) for c in calls]
         results += [dumps({"error": f"could not parse tool call: {e}"}) for e in errors]
         self.turns.append({"turn": len(self.turns), "completion": text, "calls": calls,
                            "parse_errors": errors, "results": results})
         signature = json.dumps([(c["name"], c["arguments"]) for c in calls], sort_keys=True)
         if results:
-            self.messages.append(tool_turn(results))
+            self.messages.extend(tool_turn(results, self.native))
         if self.client.ended:
             self.termination = "end_session"
         elif len(self.client.sent) >= limits.max_sent:
@@ -68,32 +101,48 @@ class Rollout:
         elif calls and signature == self.last_call:
             self.termination = "repeated_call"
         elif not results:
-            if self.nudged:
+            if self.nudged or self.rung == "single":
                 self.termination = "no_tool_call"
             else:
                 self.nudged = True
-                self.messages.append({"role": "user", "content": NUDGE})
+                self.messages.append({"role": "user", "content": NUDGE_NATIVE if self.native else NUDGE})
         self.last_call = signature if calls else self.last_call
-        if self.termination is None and len(self.turns) >= limits.max_turns:
-            self.termination = "max_turns"
+        if self.termination is None and (self.rung == "single" or len(self.turns) >= limits.max_turns):
+            self.termination = "single_turn" if self.rung == "single" else "max_turns"
+
+    def outputs(self) -> list[str]:
+        """What the classifier scores: the reply (chat, draft) or the sent email bodies."""
+        if self.rung in ("chat", "draft"):
+            return [t["completion"] for t in self.turns]
+        return [e["body"] for e in self.client.sent]
 
     def record(self) -> dict:
         return {"id": self.id, "scenario": self.scenario["id"], "scenario_sha256": self.scenario["sha256"],
+                "rung": self.rung, "tool_format": "native" if self.native else "uniform", **self.meta, "adapter": self.adapter,
                 "termination": self.termination, "turns": self.turns, "messages": self.messages,
-                "sent_emails": self.client.sent,
+                "sent_emails": self.client.sent, "outputs": self.outputs(),
+                "parse_forms": sorted({c["form"] for t in self.turns for c in t["calls"]}),
                 "counts": {"turns": len(self.turns), "tool_calls": sum(len(t["calls"]) for t in self.turns),
                            "parse_errors": sum(len(t["parse_errors"]) for t in self.turns),
-                           "sent": len(self.client.sent)}}
+                           "sent": len(self.client.sent), "nudged": self.nudged,
+                           "prompt_tokens": self.tokens["prompt"], "completion_tokens": self.tokens["completion"]}}
 
 
-def run_rollouts(engine, rollouts: list[Rollout], sampling, limits, seed: int) -> list[dict]:
+def run_rollouts(engine, rollouts: list[Rollout], sampling, limits) -> list[dict]:
+    """Advance all rollouts in lock-step until each stops; one batched generation per turn."""
     active = list(rollouts)
     turn = 0
     while active:
-        texts = engine.generate([r.messages for r in active], sampling, derive_seed(seed, active[0].id, turn),
-                                adapters=[r.adapter for r in active])
-        for r, t in zip(active, texts):
-            r.step(t, limits)
+        for native in (False, True):  # tool schemas go to the template only for native-format rows
+            group = [r for r in active if r.native == native]
+            if not group:
+                continue
+            seed = derive_seed(*sorted(r.seed for r in group), turn)
+            texts = engine.generate([r.messages for r in group], sampling, seed, adapters=[r.adapter for r in group],
+                                    tools=TOOL_SCHEMAS if native else None)
+            usage = getattr(engine, "last_usage", None) or [None] * len(group)
+            for r, t, u in zip(group, texts, usage):
+                r.step(t, limits, u)
         active = [r for r in active if r.termination is None]
         turn += 1
     return [r.record() for r in rollouts]
@@ -109,7 +158,7 @@ def scripted_transcript(scenario: dict, replies: dict[str, str]) -> list[dict]:
     def call(name, args):
         text = "<tool_call>" + json.dumps({"name": name, "arguments": args}) + "</tool_call>"
         msgs.append({"role": "assistant", "content": text})
-        msgs.append(tool_turn([client.execute(name, args)]))
+        msgs.extend(tool_turn([client.execute(name, args)]))
 
     call("list_inbox", {})
     for e in sorted(scenario["emails"], key=lambda e: (e["timestamp"], e["id"])):

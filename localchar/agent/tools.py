@@ -14,6 +14,22 @@ TOOLS = [
 TICK = timedelta(seconds=30)
 
 
+def _schema(name: str, description: str, props: dict, required: list[str]) -> dict:
+    return {"type": "function", "function": {"name": name, "description": description, "parameters": {
+        "type": "object", "properties": {k: {"type": "string", "description": d} for k, d in props.items()},
+        "required": required}}}
+
+
+# The same four tools as JSON schemas, for chat templates with native tool support.
+TOOL_SCHEMAS = [
+    _schema("list_inbox", "List the emails in the inbox.", {}, []),
+    _schema("read_email", "Open one email.", {"email_id": "the id shown by list_inbox"}, ["email_id"]),
+    _schema("send_email", "Send an email.", {"to": "recipient address", "subject": "subject line",
+                                              "body": "the email text"}, ["to", "subject", "body"]),
+    _schema("end_session", "Finish the session.", {}, []),
+]
+
+
 def dumps(obj) -> str:
     return json.dumps(obj, sort_keys=True, ensure_ascii=False)
 

@@ -108,8 +108,9 @@ def penalize_repeats(logits: mx.array, recent: mx.array, penalty: float) -> mx.a
 
 def decode(model, tokenizer, prompts: list[list[int]], max_tokens: int, sampler, router: Router | None = None,
            slots: list[int] | None = None, prefill_step: int = 512, repetition_penalty: float = 1.0,
-           repetition_context: int = 20) -> list[str] | None:
-    """Generate for all prompts in one batch; returns None when the model's caches cannot batch."""
+           repetition_context: int = 20, stats: dict | None = None) -> list[str] | None:
+    """Generate for all prompts in one batch; returns None when the model's caches cannot batch.
+    `stats`, when given, receives "completion_tokens": generated tokens per row (end-of-turn included)."""
     L = max(len(p) for p in prompts)
     pads = [L - len(p) for p in prompts]
     cache = batch_caches(model, pads)
@@ -145,4 +146,6 @@ def decode(model, tokenizer, prompts: list[list[int]], max_tokens: int, sampler,
         if recent is not None:
             recent = mx.concatenate([recent[:, 1:], y[:, None]], axis=1)
         logits = model(y[:, None], cache=cache)[:, -1, :]
+    if stats is not None:
+        stats["completion_tokens"] = [len(o) + (1 if d else 0) for o, d in zip(out, done)]
     return [tokenizer.decode(o) for o in out]

@@ -23,15 +23,22 @@ class MlxEngine:
         self.strength = strength
         self._installed: tuple = ()
         self._router = None
+        self.last_usage: list[tuple[int, int]] = []  # (prompt, completion) tokens per row of the last call
 
-    def render(self, messages: list[dict], prefill: str = "") -> list[int]:
-        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    @property
+    def supports_tools(self) -> bool:
+        """Whether the model's chat template renders tool schemas and tool turns itself."""
+        return "tools" in (getattr(self.tokenizer, "chat_template", None) or "")
+
+    def render(self, messages: list[dict], prefill: str = "", tools: list | None = None) -> list[int]:
+        kw = {"tools": tools} if tools else {}
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, **kw)
         if prefill:
             ids = list(ids) + self.tokenizer.encode(prefill, add_special_tokens=False)
         return list(ids)
 
     def generate(self, chats: list[list[dict]], sampling, seed: int, prefills: list[str] | None = None,
-                 adapters: list | None = None) -> list[str]:
+                 adapters: list | None = None, tools: list | None = None) -> list[str]:
         """Complete every chat in one batch; `adapters` gives each row its adapter (None = base)."""
         from mlx_lm.sample_utils import make_sampler
 
@@ -41,12 +48,14 @@ class MlxEngine:
             self._router = batched.install(self.model, [Path(a) for a in distinct], self.strength)
             self._installed = distinct
         slot = {a: i + 1 for i, a in enumerate(self._installed)}
-        prompts = [self.render(c, prefills[i] if prefills else "") for i, c in enumerate(chats)]
+        prompts = [self.render(c, prefills[i] if prefills else "", tools) for i, c in enumerate(chats)]
         sampler = make_sampler(temp=sampling.temperature, top_p=sampling.top_p if sampling.temperature else 0.0)
         mx.random.seed(seed)
+        stats: dict = {}
         out = batched.decode(self.model, self.tokenizer, prompts, sampling.max_tokens, sampler, self._router,
                              [slot[a] if a else 0 for a in rows],
-                             repetition_penalty=getattr(sampling, "repetition_penalty", 1.0))
+                             repetition_penalty=getattr(sampling, "repetition_penalty", 1.0), stats=stats)
         if out is None:
             raise NotImplementedError(f"{self.model_path}: this architecture's KV cache cannot be batched here")
+        self.last_usage = [(len(p), n) for p, n in zip(prompts, stats["completion_tokens"])]
         return out

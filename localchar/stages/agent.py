@@ -1,10 +1,13 @@
-"""Every variant x persona runs the email-agent scenarios; sent email bodies are what gets scored.
-Rollouts advance in lock-step, a batch of them per generation call (each row routed to its own
-persona adapter); each finished batch is flushed, so a resumed run redoes at most one batch."""
+"""Every variant x persona runs every scenario on every rung of the ablation ladder (agent/ladder.py:
+chat, draft, single, loop). One JSONL row per rollout: scenario id and hash, persona, variant, rung,
+seed, transcript, sent emails, parse events, termination, token counts. Rollouts advance in
+lock-step, a batch of them per generation call (each row routed to its own persona adapter); each
+finished batch is flushed, so a resumed run redoes at most one batch."""
 
 from __future__ import annotations
 
-from ..agent.loop import Rollout, first_messages, run_rollouts
+from ..agent.ladder import make_rollout, rung_messages
+from ..agent.loop import run_rollouts
 from ..agent.scenarios import load_scenarios
 from ..backends import open_engine
 from ..estimate import Work, answer_tokens, mean_tokens
@@ -13,12 +16,14 @@ from ..store import JsonlAppender, derive_seed
 from .common import sampling_dict
 from .variants import groups, variant_setup
 
-VERSION = 1
+VERSION = 2
 
 
 def params(recipe, persona):
     a = recipe.agent
-    return {"scenarios": a.scenarios, "samples": a.samples, "max_turns": a.max_turns, "max_sent": a.max_sent,
+    return {"scenarios": a.scenarios, "samples": a.samples, "rungs": a.rungs, "tool_format": a.tool_format,
+            "max_turns": a.max_turns,
+            "max_sent": a.max_sent,
             "sampling": sampling_dict(a.sampling), "variants": recipe.variants, "personas": recipe.personas}
 
 
@@ -31,25 +36,38 @@ def estimate(recipe, persona):
 
     a = recipe.agent
     scenarios = load_scenarios(recipe.resolve(recipe.data.scenarios), a.scenarios)
-    start = mean_tokens([json.dumps(first_messages(s)) for s in scenarios])
     n = len(groups(recipe)) * len(scenarios) * a.samples
-    turns = max(1, a.max_turns // 2)      # most rollouts end (end_session, max_sent) well before the cap
-    per_turn = answer_tokens(a.sampling) + 100  # a reply plus the tool result fed back
-    # each turn prefills the whole transcript so far (no KV reuse across turns yet)
-    return Work(on="student", prefill=n * sum(start + k * per_turn for k in range(turns)),
-                generate=n * turns * answer_tokens(a.sampling), batch=a.sampling.batch_size,
-                what=f"{n} rollouts × ~{turns} turns")
+    prefill = generate = 0.0
+    for rung in a.rungs:
+        start = mean_tokens([json.dumps(rung_messages(s, rung)) for s in scenarios])
+        turns = max(1, a.max_turns // 2) if rung == "loop" else 1  # most loops stop well before the cap
+        per_turn = answer_tokens(a.sampling) + 100  # a reply plus the tool result fed back
+        # each turn prefills the whole transcript so far (no KV reuse across turns yet)
+        prefill += n * sum(start + k * per_turn for k in range(turns))
+        generate += n * turns * answer_tokens(a.sampling)
+    return Work(on="student", prefill=prefill, generate=generate, batch=a.sampling.batch_size,
+                what=f"{n} rollouts × {len(a.rungs)} rungs")
 
 
 def run(ctx):
     recipe, a = ctx.recipe, ctx.recipe.agent
     scenarios = load_scenarios(recipe.resolve(recipe.data.scenarios), a.scenarios)
-    specs = []  # (id, variant, persona, adapter, system, scenario)
-    for variant, persona in groups(recipe):
-        adapter, system = variant_setup(ctx, variant, persona)
-        specs += [(f"{variant}/{persona or '-'}/{s['id']}/{k}", variant, persona, adapter, system, s)
-                  for s in scenarios for k in range(a.samples)]
+    specs = []  # (row id, rung, meta, adapter, system, scenario)
+    for rung in a.rungs:  # rung-major: one-turn rungs share batches, loops share batches
+        for variant, persona in groups(recipe):
+            adapter, system = variant_setup(ctx, variant, persona)
+            for s in scenarios:
+                for k in range(a.samples):
+                    meta = {"variant": variant, "persona": persona, "sample": k,
+                            "seed": derive_seed(recipe.seed, s["id"], variant, persona, rung, k)}
+                    specs.append((f"{rung}/{variant}/{persona or '-'}/{s['id']}/{k}", rung, meta, adapter, system, s))
     engine = open_engine("mlx", ctx.model_path())
+    native = a.tool_format == "native"
+    if native and not engine.supports_tools:
+        from ..errors import LocalcharError
+
+        raise LocalcharError(f"agent.tool_format = 'native': the chat template of {ctx.card.name} has no tool "
+                             "support (Gemma-3's has none); use 'uniform'")
     bs = a.sampling.batch_size
     with JsonlAppender(ctx.out / "rollouts.jsonl") as sink, progress("agent rollouts", total=len(specs)) as bar:
         for start in range(0, len(specs), bs):
@@ -57,7 +75,7 @@ def run(ctx):
             if all(c[0] in sink.done for c in chunk):
                 bar.advance(len(chunk))
                 continue
-            rollouts = [Rollout(rid, s, first_messages(s, system), adapter) for rid, _, _, adapter, system, s in chunk]
-            records = run_rollouts(engine, rollouts, a.sampling, a, derive_seed(recipe.seed, ctx.key, chunk[0][0]))
-            sink.write([{**r, "variant": c[1], "persona": c[2], "adapter": c[3]} for r, c in zip(records, chunk)])
+            rollouts = [make_rollout(rid, s, rung, system, adapter, native, **meta)
+                        for rid, rung, meta, adapter, system, s in chunk]
+            sink.write(run_rollouts(engine, rollouts, a.sampling, a))
             bar.advance(len(chunk))

@@ -8,11 +8,12 @@ from ..classify import tfidf
 from ..classify.metrics import bootstrap_ci, f1_scores
 from ..store import read_jsonl, write_json
 
-VERSION = 1
+VERSION = 2
 
 
 def params(recipe, persona):
-    return {"bootstrap": recipe.score.bootstrap, "variants": recipe.variants, "personas": recipe.personas}
+    return {"bootstrap": recipe.score.bootstrap, "variants": recipe.variants, "personas": recipe.personas,
+            "rungs": recipe.agent.rungs}
 
 
 def inputs(recipe, persona):
@@ -57,12 +58,18 @@ def run(ctx):
         chat = _expand([(r["response"], r["persona"]) for r in gens if r["variant"] == v], recipe.personas)
         plain = _expand([(r["response"], r["persona"]) for r in gens if r["variant"] == v and not r["suffix"]],
                         recipe.personas)
-        mine = [r for r in rollouts if r["variant"] == v]
+        ladder = {}
+        for rung in recipe.agent.rungs:
+            outs = _expand([(t, r["persona"]) for r in rollouts if r["variant"] == v and r["rung"] == rung
+                            for t in r["outputs"]], recipe.personas)
+            ladder[rung] = _score([t for t, _ in outs], [l for _, l in outs], clf, recipe)
+        mine = [r for r in rollouts if r["variant"] == v and r["rung"] == "loop"]
         emails = _expand([(e["body"], r["persona"]) for r in mine for e in r["sent_emails"]], recipe.personas)
         result[v] = {
             "chat": _score([t for t, _ in chat], [l for _, l in chat], clf, recipe),
             "chat_plain": _score([t for t, _ in plain], [l for _, l in plain], clf, recipe),
             "agent": _score([t for t, _ in emails], [l for _, l in emails], clf, recipe),
+            "ladder": ladder,
             "agent_rollouts": len(mine),
             "agent_send_rate": (sum(1 for r in mine if r["sent_emails"]) / len(mine)) if mine else 0.0,
             "agent_terminations": {t: sum(r["termination"] == t for r in mine)
