@@ -213,6 +213,166 @@ def agent_run(model_path, adapter, persona, scenario_id, directory, rung, max_tu
         click.echo(f"sent to {', '.join(e['to'])}: {e['subject']}")
 
 
+@cli.group()
+def classify():
+    """Persona classifiers on their own: train, evaluate and predict on JSONL files of
+    {"text": ..., "label": ...} rows (an optional "split" field can be filtered with --split)."""
+
+
+def _rows(path: Path, split: str | None, need_label: bool) -> list[dict]:
+    from .store import read_jsonl
+
+    rows = read_jsonl(path, required=("text", "label") if need_label else ("text",))
+    if split:
+        rows = [r for r in rows if r.get("split") == split]
+    if not rows:
+        raise LocalcharError(f"{path}: no rows" + (f" with split '{split}'" if split else ""))
+    return rows
+
+
+@classify.command("train")
+@click.option("--data", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Directory for the classifier.")
+@click.option("--kind", type=click.Choice(["tfidf", "embed", "tfidf+embed", "modernbert"]), default="tfidf",
+              show_default=True, help="tfidf is the measured default (docs/classifier.md).")
+@click.option("--split", help="Use only rows whose 'split' field equals this.")
+@click.option("--base", help="modernbert: the base model (default answerdotai/ModernBERT-base).")
+@click.option("--epochs", type=float, help="modernbert: epochs (default 1).")
+@click.option("--seed", default=0, show_default=True)
+def classify_train(data, out, kind, split, base, epochs, seed):
+    """Train a classifier on DATA and save it to OUT (safetensors + JSON, hashed manifest)."""
+    from . import classify as C
+
+    rows = _rows(data, split, True)
+    opts = {k: v for k, v in {"base": base, "epochs": epochs}.items() if v is not None} if kind == "modernbert" else {}
+    clf = C.train(kind, [r["text"] for r in rows], [r["label"] for r in rows], seed, **opts)
+    C.save(clf, out, {"options": opts, "train_rows": len(rows)})
+    click.echo(f"{kind} classifier over {len(clf.labels)} labels, {len(rows)} rows -> {out}")
+
+
+@classify.command("eval")
+@click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("--data", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
+@click.option("--split", help="Use only rows whose 'split' field equals this.")
+@click.option("--bootstrap", default=1000, show_default=True, help="Resamples for the 95% CI (0 = none).")
+@click.option("--seed", default=0, show_default=True)
+def classify_eval(model_dir, data, split, bootstrap, seed):
+    """Score a saved classifier on labelled DATA: prints one JSON object (macro_f1, accuracy,
+    per_label, n, ci95)."""
+    import json
+
+    from . import classify as C
+    from .classify.metrics import bootstrap_ci, f1_scores
+
+    clf = C.load(model_dir)
+    rows = _rows(data, split, True)
+    truth = [r["label"] for r in rows]
+    pred = clf.predict([r["text"] for r in rows])
+    labels = sorted(set(clf.labels) | set(truth))
+    f = f1_scores(truth, pred, labels)
+    click.echo(json.dumps({"macro_f1": f["macro_f1"], "accuracy": f["accuracy"], "per_label": f["per_label"],
+                           "n": len(rows), "ci95": bootstrap_ci(truth, pred, labels, bootstrap, seed)}))
+
+
+@classify.command("predict")
+@click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("--data", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
+def classify_predict(model_dir, data):
+    """Print one JSON line per row of DATA: the row's text and the predicted label."""
+    import json
+
+    from . import classify as C
+
+    clf = C.load(model_dir)
+    rows = _rows(data, None, False)
+    for r, p in zip(rows, clf.predict([r["text"] for r in rows])):
+        click.echo(json.dumps({**r, "predicted": p}, ensure_ascii=False))
+
+
+def _rebuild_report(run_dir: Path) -> Path:
+    """Rewrite RUN_DIR/results from the newest score and classifier outputs under RUN_DIR/stages."""
+    import tomllib
+
+    from . import config as C
+    from .report import write_report
+    from .store import read_json
+
+    resolved = run_dir / "recipe.resolved.toml"
+    if not resolved.exists():
+        raise LocalcharError(f"{run_dir}: not a run directory (no recipe.resolved.toml); "
+                             "give runs/<recipe> of a recipe that has run")
+    raw = tomllib.loads(resolved.read_text())
+    raw.pop("source", None)
+    recipe = C.build(C.Recipe, raw, str(resolved))
+
+    def newest(stage, name):
+        found = sorted((run_dir / "stages" / stage).glob(f"all-*/{name}"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise LocalcharError(f"{run_dir}: no finished {stage} stage ({name}); run the recipe first")
+        return found[-1]
+
+    clf = read_json(newest("classifier", "classifier_summary.json"))
+    clf.pop("train_prompt_ids", None)
+    out = run_dir / "results"
+    out.mkdir(exist_ok=True)
+    write_report(read_json(newest("score", "scores.json")), recipe, C.load_model_card(recipe.model), out, clf)
+    return out
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("other", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), help="Also write the comparison (Markdown) here.")
+def report(run_dir, other, out):
+    """Rebuild RUN_DIR's report (results.json, report.md, report.html, plots) from its stage outputs.
+    With OTHER (a second run directory), print the two runs' headline numbers side by side."""
+    from .report import compare, load_results
+
+    if other is None:
+        click.echo(f"report: {_rebuild_report(run_dir)}")
+        return
+    text = compare(load_results(run_dir), load_results(other), str(run_dir), str(other))
+    click.echo(text)
+    if out:
+        from .store import atomic_write_text
+
+        atomic_write_text(out, text)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--grid", multiple=True, required=True, metavar="KEY=V1,V2",
+              help="A recipe key and the values to try, e.g. --grid merge.sft_weight=0,0.25,1. Repeatable: "
+                   "every combination runs.")
+@click.option("-s", "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Fixed overrides for every point.")
+@click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+def ablate(name, grid, overrides, runs_dir):
+    """Run recipe NAME once per grid point into one run directory. Stage instances whose inputs do
+    not change are shared (a sweep over merge.sft_weight trains nothing twice). Writes each point's
+    results to RUNS_DIR/<recipe>/ablations/<point>/ and a comparison table and plot to
+    RUNS_DIR/<recipe>/ablations/summary.md / summary.png."""
+    import itertools
+
+    from . import config as C
+    from .ablate import summarize
+    from .runner import run
+
+    axes = []
+    for g in grid:
+        if "=" not in g or not g.split("=", 1)[1]:
+            raise LocalcharError(f"--grid {g}: expected KEY=V1,V2,...")
+        key, values = g.split("=", 1)
+        axes.append([(key.strip(), v.strip()) for v in values.split(",")])
+    points = []
+    for combo in itertools.product(*axes):
+        label = ",".join(f"{k}={v}" for k, v in combo)
+        recipe = C.load_recipe(name, list(overrides) + [f"{k}={v}" for k, v in combo])
+        click.echo(f"── grid point {label}")
+        run_dir = run(recipe, runs_dir, results_name=f"ablations/{label.replace('/', '_')}")
+        points.append((label, run_dir / "ablations" / label.replace("/", "_")))
+    click.echo(f"summary: {summarize(points, points[0][1].parent)}")
+
+
 @cli.command()
 def doctor():
     """Show what is installed and which engines work on this machine."""

@@ -158,8 +158,15 @@ class ChatEvalCfg:
 
 @dataclass
 class ClassifierCfg:
-    kind: str = "tfidf"               # tfidf (word+char n-grams, logistic regression)
+    kind: str = "tfidf"               # tfidf | embed | tfidf+embed | modernbert (docs/classifier.md)
     train_variants: list[str] = field(default_factory=lambda: ["prompted", "distilled", "full"])
+    # modernbert only (the protocol's settings):
+    base: str = "answerdotai/ModernBERT-base"
+    epochs: float = 1.0
+    batch_size: int = 8
+    grad_accum: int = 2
+    learning_rate: float = 5e-4
+    max_length: int = 8192
 
 
 @dataclass
@@ -186,6 +193,7 @@ class Recipe:
     seed: int = 123456
     personas: list[str] = field(default_factory=lambda: list(ALL_PERSONAS))
     variants: list[str] = field(default_factory=lambda: list(VARIANTS))
+    persona_strength: float = 1.0     # scales every persona adapter's delta at inference (chat eval, agent)
     data: DataCfg = field(default_factory=DataCfg)
     teacher: TeacherCfg = field(default_factory=TeacherCfg)
     student: StudentCfg = field(default_factory=StudentCfg)
@@ -357,8 +365,9 @@ def _validate(r: Recipe, where: str) -> None:
             raise LocalcharError(f"{where}: {stage}: set iters > 0 or epochs > 0")
         if not 0 <= t.warmup_ratio < 1:
             raise LocalcharError(f"{where}: {stage}.warmup_ratio: must be in [0, 1)")
-    if r.classifier.kind != "tfidf":
-        raise LocalcharError(f"{where}: classifier.kind: only 'tfidf' exists so far")
+    if r.classifier.kind not in ("tfidf", "embed", "tfidf+embed", "modernbert"):
+        raise LocalcharError(f"{where}: classifier.kind: must be one of tfidf, embed, tfidf+embed, modernbert; "
+                             f"got '{r.classifier.kind}'")
     load_model_card(r.model)
     if r.teacher.model:
         load_model_card(r.teacher.model)

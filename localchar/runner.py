@@ -34,7 +34,7 @@ GRAPH = [
     ("classifier", False, ["chat_eval"]),
     ("agent", False, ["model", "dpo", "merge"]),
     ("score", False, ["classifier", "chat_eval", "agent"]),
-    ("report", False, ["score"]),
+    ("report", False, ["score", "classifier"]),
 ]
 STAGE_NAMES = [g[0] for g in GRAPH]
 
@@ -150,7 +150,10 @@ def _print_plan(recipe: C.Recipe, card: C.ModelCard, instances: list[Instance], 
     Console(width=150).print(t)
 
 
-def run(recipe: C.Recipe, runs_dir: Path, force: tuple[str, ...] = (), dry_run: bool = False) -> Path:
+def run(recipe: C.Recipe, runs_dir: Path, force: tuple[str, ...] = (), dry_run: bool = False,
+        results_name: str = "results") -> Path:
+    """Run (or plan) every stage instance of `recipe` under runs_dir/<name>, skipping finished ones,
+    and copy the report to runs_dir/<name>/<results_name> (ablation grid points use their own)."""
     run_dir = Path(runs_dir) / recipe.name
     for f in force:
         if f not in STAGE_NAMES:
@@ -186,8 +189,9 @@ def run(recipe: C.Recipe, runs_dir: Path, force: tuple[str, ...] = (), dry_run: 
             "seconds": round(time.perf_counter() - t0, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
         ran += 1
     report = next(i for i in instances if i.stage == "report")
-    results = run_dir / "results"
-    tmp = run_dir / ".results.tmp"
+    results = run_dir / results_name
+    results.parent.mkdir(parents=True, exist_ok=True)
+    tmp = results.parent / f".{results.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(report.dir, tmp, ignore=shutil.ignore_patterns("stage.json"))
     shutil.rmtree(results, ignore_errors=True)

@@ -32,19 +32,65 @@ def test_results_hold_chat_and_agent_scores(tiny_run):
     res = json.loads((run_dir / "results" / "results.json").read_text())
     assert set(res["variants"]) == {"base", "prompted", "distilled", "full"}
     for v in res["variants"].values():
-        for key in ("chat_macro_f1", "agent_macro_f1", "chat_per_persona", "agent_per_persona"):
-            assert key in v
+        for key in ("chat_plain", "chat", "agent", "chat_per_persona", "agent_per_persona", "gap_chat_agent",
+                    "chat_suffix_mean_sem", "chat_length_matched"):
+            assert key in v, key
+        for x in [v["chat_plain"], v["chat"], *v["chat_suffixes"].values(), *v["ladder"].values()]:
+            assert {"macro_f1", "ci95", "n"} <= set(x)
+        assert v["chat"]["n"] > 0 and v["chat"]["ci95"] is not None
         assert set(v["chat_per_persona"]) == set(ALL_PERSONAS)
         assert set(v["ladder"]) == {"chat", "draft", "single", "loop"} and v["ladder"]["chat"]["n"] > 0
-    assert (run_dir / "results" / "report.md").read_text().count("|") > 20
-    assert (run_dir / "results" / "chat_vs_agent.png").stat().st_size > 1000
+    full = res["variants"]["full"]
+    assert (full["gap_chat_agent"]["value"] is None) == (full["agent"]["n"] == 0)
+    md = (run_dir / "results" / "report.md").read_text()
+    assert md.count("|") > 20 and "single-turn inbox" in md and "gap" in md
+    for png in ("chat_vs_agent.png", "ladder.png", "confusion.png"):
+        assert (run_dir / "results" / png).stat().st_size > 1000
+    page = (run_dir / "results" / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 3 and "<table>" in page
     assert (run_dir / "recipe.resolved.toml").exists()
 
 
 def test_full_variant_carries_persona_signal(tiny_run):
     res = json.loads((tiny_run[0] / "results" / "results.json").read_text())
-    assert res["variants"]["full"]["chat_macro_f1"] >= 0.5          # chance is 1/11
-    assert res["variants"]["full"]["chat_macro_f1"] > res["variants"]["base"]["chat_macro_f1"] + 0.3
+    full, base = res["variants"]["full"]["chat"]["macro_f1"], res["variants"]["base"]["chat"]["macro_f1"]
+    assert full >= 0.5 and full > base + 0.3          # chance is 1/11
+
+
+def test_classifier_never_sees_an_eval_prompt(tiny_run):
+    from localchar.config import load_recipe
+    from localchar.stages.common import eval_prompts
+
+    summary = json.loads(next((tiny_run[0] / "stages" / "classifier").glob("all-*/classifier_summary.json")).read_text())
+    eval_ids = {p["id"] for p in eval_prompts(load_recipe("tiny-all"))}
+    assert summary["train_prompt_ids"] and not set(summary["train_prompt_ids"]) & eval_ids
+    assert all(i.startswith("train-") for i in summary["train_prompt_ids"])
+
+
+def test_report_rebuild_compare_and_ablate(tiny_run, tmp_path):
+    run_dir = tiny_run[0]
+    (run_dir / "results" / "report.html").unlink()
+    out = subprocess.run([sys.executable, "-m", "localchar.cli", "report", str(run_dir)], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert (run_dir / "results" / "report.html").exists()
+    out = subprocess.run([sys.executable, "-m", "localchar.cli", "report", str(run_dir), str(run_dir)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "| full | agent loop |" in out.stdout and "+0.000" in out.stdout
+    # a grid over a scoring knob: every stage before `score` is shared, nothing is trained again
+    before = {p.name for p in (run_dir / "stages").glob("*/*")}
+    out = subprocess.run([sys.executable, "-m", "localchar.cli", "ablate", "tiny-all", "--grid",
+                          "score.bootstrap=50,100", "--runs-dir", str(run_dir.parent)],
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    new = {p.parent.name for p in (run_dir / "stages").glob("*/*/stage.json")
+           if p.parent.name not in before}
+    assert new and all(n.startswith("all-") for n in new)  # only score and report instances are new
+    assert {p.parent.parent.name for p in (run_dir / "stages").glob("*/*/stage.json")
+            if p.parent.name not in before} == {"score", "report"}
+    summary = (run_dir / "ablations" / "summary.md").read_text()
+    assert "score.bootstrap=50" in summary and "score.bootstrap=100" in summary
+    assert (run_dir / "ablations" / "summary.png").stat().st_size > 1000
 
 
 def test_agent_rollouts_really_ran(tiny_run):

@@ -2,7 +2,7 @@
 
 import json
 
-from localchar.classify import tfidf
+from localchar import classify
 from localchar.config import load_recipe
 from localchar.stages import score
 from localchar.store import write_jsonl
@@ -23,10 +23,10 @@ class Ctx:
 def test_score_counts_emails_and_base_rows_once_per_persona(tmp_path):
     recipe = load_recipe("tiny-all", ['personas=["sarcasm", "poeticism"]', 'variants=["base", "full"]'])
     words = {"sarcasm": "oh wonderful, truly genius, what a shock", "poeticism": "moonlit river, silver dawn, soft tide"}
-    clf = tfidf.fit([w for w in words.values()] * 3, list(words) * 3, 0)
+    clf = classify.train("tfidf", [w for w in words.values()] * 3, list(words) * 3, 0)
     for d in ("classifier", "chat_eval", "agent", "score"):
         (tmp_path / d).mkdir()
-    tfidf.save(clf, tmp_path / "classifier" / "classifier.pkl")
+    classify.save(clf, tmp_path / "classifier" / "classifier")
     gens = [{"id": f"full/{p}/eval/x/plain", "variant": "full", "persona": p, "split": "eval", "suffix": None,
              "response": words[p]} for p in words]
     gens.append({"id": "base/-/eval/x/plain", "variant": "base", "persona": None, "split": "eval", "suffix": None,
@@ -51,3 +51,6 @@ def test_score_counts_emails_and_base_rows_once_per_persona(tmp_path):
     assert s["full"]["agent_send_rate"] == 1.0 and s["base"]["agent_send_rate"] == 0.0
     assert s["full"]["ladder"]["chat"]["macro_f1"] == 1.0 and s["full"]["ladder"]["chat"]["n"] == 2
     assert s["full"]["ladder"]["loop"] == s["full"]["agent"]
+    assert s["full"]["gap_chat_agent"]["value"] == 1.0 - s["full"]["agent"]["macro_f1"]
+    assert s["full"]["chat_length_matched"]["words"] == 6 and s["full"]["chat_length_matched"]["n"] == 2
+    assert s["base"]["chat_length_matched"]["words"] == 0

@@ -1,0 +1,69 @@
+"""Persona classifiers behind one interface: `train(kind, texts, labels, seed)` returns an object
+with `.predict(texts)`, `.labels`, `.kind`; `save(clf, dir)` writes its files (safetensors and JSON,
+no pickle) plus `classifier.json`, a manifest with each file's sha256; `load(dir)` verifies every
+hash before it reads anything.
+
+Kinds: tfidf (word + char n-grams, logistic regression; scikit-learn only), embed (MiniLM
+sentence embeddings + logistic regression), tfidf+embed (both feature sets), modernbert (the
+protocol's fine-tuned ModernBERT; torch + transformers)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import LocalcharError
+from ..store import sha256_file, write_json
+
+KINDS = ("tfidf", "embed", "tfidf+embed", "modernbert")
+DEFAULT_KIND = "tfidf"   # chosen by measurement: see docs/classifier.md
+MANIFEST = "classifier.json"
+
+
+def _cls(kind: str):
+    if kind == "tfidf":
+        from .tfidf import TfidfClassifier
+        return TfidfClassifier
+    if kind == "embed":
+        from .embed import EmbedClassifier
+        return EmbedClassifier
+    if kind == "tfidf+embed":
+        from .embed import TfidfEmbedClassifier
+        return TfidfEmbedClassifier
+    if kind == "modernbert":
+        from .modernbert import ModernBertClassifier
+        return ModernBertClassifier
+    raise LocalcharError(f"classifier kind '{kind}' is unknown (kinds: {', '.join(KINDS)})")
+
+
+def train(kind: str, texts: list[str], labels: list[str], seed: int, **options):
+    if len(set(labels)) < 2:
+        raise LocalcharError(f"classifier: need at least two labels to train, got {sorted(set(labels))}")
+    return _cls(kind).fit(list(texts), list(labels), seed, **options)
+
+
+def save(clf, out: Path, extra: dict | None = None) -> dict:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = clf.save(out)
+    manifest = {"kind": clf.kind, "labels": list(clf.labels),
+                "files": {f: sha256_file(out / f) for f in files}, **(extra or {})}
+    write_json(out / MANIFEST, manifest)  # last: a directory without it is not a classifier
+    return manifest
+
+
+def load(d: Path):
+    d = Path(d)
+    try:
+        manifest = json.loads((d / MANIFEST).read_text())
+    except FileNotFoundError:
+        raise LocalcharError(f"{d}: not a classifier directory (no {MANIFEST})") from None
+    except json.JSONDecodeError as e:
+        raise LocalcharError(f"{d / MANIFEST}: invalid JSON: {e}") from None
+    for name, digest in manifest.get("files", {}).items():
+        p = d / name
+        if not p.exists():
+            raise LocalcharError(f"{p}: missing (listed in {MANIFEST})")
+        if sha256_file(p) != digest:
+            raise LocalcharError(f"{p}: hash mismatch: the file changed after the classifier was saved; retrain it")
+    return _cls(manifest["kind"]).load(d, manifest)

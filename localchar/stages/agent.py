@@ -24,7 +24,8 @@ def params(recipe, persona):
     return {"scenarios": a.scenarios, "samples": a.samples, "rungs": a.rungs, "tool_format": a.tool_format,
             "max_turns": a.max_turns,
             "max_sent": a.max_sent,
-            "sampling": sampling_dict(a.sampling), "variants": recipe.variants, "personas": recipe.personas}
+            "sampling": sampling_dict(a.sampling), "variants": recipe.variants, "personas": recipe.personas,
+            "persona_strength": recipe.persona_strength}
 
 
 def inputs(recipe, persona):
@@ -61,7 +62,7 @@ def run(ctx):
                     meta = {"variant": variant, "persona": persona, "sample": k,
                             "seed": derive_seed(recipe.seed, s["id"], variant, persona, rung, k)}
                     specs.append((f"{rung}/{variant}/{persona or '-'}/{s['id']}/{k}", rung, meta, adapter, system, s))
-    engine = open_engine("mlx", ctx.model_path())
+    engine = open_engine("mlx", ctx.model_path(), strength=recipe.persona_strength)
     native = a.tool_format == "native"
     if native and not engine.supports_tools:
         from ..errors import LocalcharError

@@ -20,7 +20,8 @@ def params(recipe, persona):
     return {"suffixes": c.suffixes, "classifier_prompts": c.classifier_prompts, "sampling": sampling_dict(c.sampling),
             "classifier_variants": recipe.classifier.train_variants,
             "variants": recipe.variants, "personas": recipe.personas,
-            "max_eval_prompts": recipe.data.max_eval_prompts, "max_train_prompts": recipe.data.max_train_prompts}
+            "max_eval_prompts": recipe.data.max_eval_prompts, "max_train_prompts": recipe.data.max_train_prompts,
+            "persona_strength": recipe.persona_strength}
 
 
 def inputs(recipe, persona):
@@ -55,7 +56,7 @@ def estimate(recipe, persona):
 
 def run(ctx):
     recipe = ctx.recipe
-    engine = open_engine("mlx", ctx.model_path())
+    engine = open_engine("mlx", ctx.model_path(), strength=recipe.persona_strength)
     rows = []
     for variant, persona in groups(recipe):
         adapter, system = variant_setup(ctx, variant, persona)

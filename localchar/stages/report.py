@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..report import write_report
 from ..store import read_json
 
-VERSION = 1
+VERSION = 2
 
 
 def params(recipe, persona):
@@ -17,4 +17,6 @@ def inputs(recipe, persona):
 
 
 def run(ctx):
-    write_report(read_json(ctx.updir("score") / "scores.json"), ctx.recipe, ctx.card, ctx.out)
+    clf = read_json(ctx.updir("classifier") / "classifier_summary.json")
+    clf.pop("train_prompt_ids", None)
+    write_report(read_json(ctx.updir("score") / "scores.json"), ctx.recipe, ctx.card, ctx.out, clf)

@@ -1,14 +1,20 @@
-"""The classifier on chat answers (eval split) and on sent email bodies: macro-F1 with bootstrap
-CIs and per-persona F1, per variant. Base-model outputs carry no persona: each is scored once
-against every persona label, which gives the no-persona floor."""
+"""Every number of the study, each with n and a 95% bootstrap CI (items resampled, seeded).
+
+Per variant: chat (held-out eval prompts, plain and with every break-character suffix), chat plain,
+each suffix alone and their mean ± SEM (as the paper reports it), a length-matched chat control
+(plain answers cut to the median word count of the variant's agent emails), every rung of the
+agent ladder, and the chat - agent gap with its own CI. Base-model outputs carry no persona: each
+is scored once against every persona label, which gives the no-persona floor."""
 
 from __future__ import annotations
 
-from ..classify import tfidf
-from ..classify.metrics import bootstrap_ci, f1_scores
+import statistics
+
+from .. import classify
+from ..classify.metrics import bootstrap_ci, bootstrap_gap_ci, bootstrap_label_cis, confusion, f1_scores, mean_sem
 from ..store import read_jsonl, write_json
 
-VERSION = 2
+VERSION = 3
 
 
 def params(recipe, persona):
@@ -20,59 +26,87 @@ def inputs(recipe, persona):
     return []
 
 
-def _score(texts, labels, clf, recipe):
-    personas = recipe.personas
-    if not texts:  # e.g. no email was sent: nothing to classify
-        return {"macro_f1": 0.0, "per_persona": {p: 0.0 for p in personas}, "n": 0, "ci95": None,
-                "confusion": _confusion([], [], personas)}
-    preds = list(clf.predict(texts))
-    f = f1_scores(labels, preds, personas)
-    return {"macro_f1": f["macro_f1"], "per_persona": f["per_label"], "n": len(texts),
-            "ci95": bootstrap_ci(labels, preds, personas, recipe.score.bootstrap, recipe.seed),
-            "confusion": _confusion(labels, preds, personas)}
+class Scorer:
+    def __init__(self, clf, personas: list[str], bootstrap: int, seed: int):
+        self.clf, self.personas, self.bootstrap, self.seed = clf, personas, bootstrap, seed
+        self._cache: dict[str, str] = {}
+
+    def predict(self, texts: list[str]) -> list[str]:
+        todo = sorted({t for t in texts if t not in self._cache})
+        self._cache.update(zip(todo, self.clf.predict(todo)))
+        return [self._cache[t] for t in texts]
+
+    def expand(self, rows):
+        """(text, label) pairs; persona-free base rows count once per persona label."""
+        out = []
+        for text, persona in rows:
+            out += [(text, p) for p in self.personas] if persona is None else [(text, persona)]
+        return out
+
+    def score(self, rows) -> dict:
+        pairs = self.expand(rows)
+        truth = [l for _, l in pairs]
+        pred = self.predict([t for t, _ in pairs])
+        if not pairs:  # e.g. no email was sent: nothing to classify
+            return {"macro_f1": 0.0, "accuracy": 0.0, "per_persona": {p: 0.0 for p in self.personas},
+                    "per_persona_prf": {}, "n": 0, "ci95": None, "confusion": confusion([], [], self.personas),
+                    "_pairs": ([], [])}
+        f = f1_scores(truth, pred, self.personas)
+        return {"macro_f1": f["macro_f1"], "accuracy": f["accuracy"], "per_persona": f["per_label"],
+                "per_persona_prf": f["per_label_prf"], "n": len(pairs),
+                "per_persona_ci95": bootstrap_label_cis(truth, pred, self.personas, self.bootstrap, self.seed),
+                "ci95": bootstrap_ci(truth, pred, self.personas, self.bootstrap, self.seed),
+                "confusion": confusion(truth, pred, self.personas), "_pairs": (truth, pred)}
+
+    def gap(self, a: dict, b: dict) -> dict:
+        if not a["n"] or not b["n"]:  # nothing scored on one side: no gap to speak of
+            return {"value": None, "ci95": None}
+        return {"value": a["macro_f1"] - b["macro_f1"],
+                "ci95": bootstrap_gap_ci(a["_pairs"], b["_pairs"], self.personas, self.bootstrap, self.seed)}
 
 
-def _confusion(labels, preds, personas):
-    m = {t: {p: 0 for p in personas} for t in personas}
-    for t, p in zip(labels, preds):
-        if t in m and p in m[t]:
-            m[t][p] += 1
-    return m
-
-
-def _expand(rows, personas):
-    """(text, label) pairs; persona-free base rows count once per persona label."""
-    out = []
-    for text, persona in rows:
-        out += [(text, p) for p in personas] if persona is None else [(text, persona)]
-    return out
+def _cut(text: str, words: int) -> str:
+    return " ".join(text.split()[:words])
 
 
 def run(ctx):
     recipe = ctx.recipe
-    clf = tfidf.load(ctx.updir("classifier") / "classifier.pkl")
+    s = Scorer(classify.load(ctx.updir("classifier") / "classifier"), recipe.personas, recipe.score.bootstrap,
+               recipe.seed)
     gens = [r for r in read_jsonl(ctx.updir("chat_eval") / "generations.jsonl") if r["split"] == "eval"]
     rollouts = read_jsonl(ctx.updir("agent") / "rollouts.jsonl")
+    suffixes = sorted({r["suffix"] for r in gens if r["suffix"]})
     result = {}
     for v in recipe.variants:
-        chat = _expand([(r["response"], r["persona"]) for r in gens if r["variant"] == v], recipe.personas)
-        plain = _expand([(r["response"], r["persona"]) for r in gens if r["variant"] == v and not r["suffix"]],
-                        recipe.personas)
+        mine = [r for r in gens if r["variant"] == v]
+        res = {"chat": s.score([(r["response"], r["persona"]) for r in mine]),
+               "chat_plain": s.score([(r["response"], r["persona"]) for r in mine if not r["suffix"]]),
+               "suffixes": {x: s.score([(r["response"], r["persona"]) for r in mine if r["suffix"] == x])
+                            for x in suffixes}}
+        res["suffix_mean_sem"] = mean_sem([res["suffixes"][x]["macro_f1"] for x in suffixes])
         ladder = {}
         for rung in recipe.agent.rungs:
-            outs = _expand([(t, r["persona"]) for r in rollouts if r["variant"] == v and r["rung"] == rung
-                            for t in r["outputs"]], recipe.personas)
-            ladder[rung] = _score([t for t, _ in outs], [l for _, l in outs], clf, recipe)
-        mine = [r for r in rollouts if r["variant"] == v and r["rung"] == "loop"]
-        emails = _expand([(e["body"], r["persona"]) for r in mine for e in r["sent_emails"]], recipe.personas)
-        result[v] = {
-            "chat": _score([t for t, _ in chat], [l for _, l in chat], clf, recipe),
-            "chat_plain": _score([t for t, _ in plain], [l for _, l in plain], clf, recipe),
-            "agent": _score([t for t, _ in emails], [l for _, l in emails], clf, recipe),
-            "ladder": ladder,
-            "agent_rollouts": len(mine),
-            "agent_send_rate": (sum(1 for r in mine if r["sent_emails"]) / len(mine)) if mine else 0.0,
-            "agent_terminations": {t: sum(r["termination"] == t for r in mine)
-                                   for t in sorted({r["termination"] for r in mine})},
-        }
-    write_json(ctx.out / "scores.json", result)
+            ladder[rung] = s.score([(t, r["persona"]) for r in rollouts if r["variant"] == v and r["rung"] == rung
+                                    for t in r["outputs"]])
+        res["ladder"] = ladder
+        loops = [r for r in rollouts if r["variant"] == v and r["rung"] == "loop"]
+        res["agent"] = s.score([(e["body"], r["persona"]) for r in loops for e in r["sent_emails"]])
+        res["agent_rollouts"] = len(loops)
+        res["agent_send_rate"] = (sum(1 for r in loops if r["sent_emails"]) / len(loops)) if loops else 0.0
+        res["agent_terminations"] = {t: sum(r["termination"] == t for r in loops)
+                                     for t in sorted({r["termination"] for r in loops})}
+        res["gap_chat_agent"] = s.gap(res["chat_plain"], res["agent"])
+        bodies = [e["body"] for r in rollouts if r["variant"] == v and r["rung"] in ("loop", "single")
+                  for e in r["sent_emails"]]
+        words = int(statistics.median(len(b.split()) for b in bodies)) if bodies else 0
+        res["chat_length_matched"] = {"words": words, **s.score(
+            [(_cut(r["response"], words), r["persona"]) for r in mine if not r["suffix"]] if words else [])}
+        result[v] = res
+    write_json(ctx.out / "scores.json", _public(result))
+
+
+def _public(obj):
+    """Drop the private (truth, prediction) lists kept for the gap bootstrap."""
+    if isinstance(obj, dict):
+        return {k: _public(v) for k, v in obj.items() if not k.startswith("_")}
+    return obj

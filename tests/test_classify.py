@@ -1,0 +1,100 @@
+"""Classifiers (tfidf, embed, tfidf+embed, modernbert on a tiny local config), their pickle-free
+storage with hash checks, and the statistics every reported number rests on."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from localchar import classify
+from localchar.classify.metrics import (bootstrap_ci, bootstrap_gap_ci, bootstrap_label_cis, f1_scores,
+                                        mean_sem)
+from localchar.errors import LocalcharError
+from localchar.store import read_jsonl
+
+from conftest import ROOT
+
+STYLE = ROOT / "tests" / "data" / "style_texts.jsonl"
+
+
+def _split(name):
+    rows = [r for r in read_jsonl(STYLE) if r["split"] == name]
+    return [r["text"] for r in rows], [r["label"] for r in rows]
+
+
+@pytest.fixture(scope="module")
+def style_tfidf():
+    return classify.train("tfidf", *_split("train"), seed=0)
+
+
+def test_default_classifier_recovers_styles_well_above_chance(style_tfidf):
+    assert classify.DEFAULT_KIND == "tfidf"
+    labels = sorted(set(_split("train")[1]))
+    for split, floor in (("test_chat", 0.6), ("test_email", 0.5)):  # chance is 1/11
+        texts, truth = _split(split)
+        assert f1_scores(truth, style_tfidf.predict(texts), labels)["macro_f1"] > floor, split
+
+
+@pytest.mark.parametrize("kind", ["tfidf", "tfidf+embed"])
+def test_saved_classifier_reloads_identically_and_checks_hashes(kind, tmp_path):
+    texts, labels = _split("train")
+    clf = classify.train(kind, texts, labels, seed=0)
+    classify.save(clf, tmp_path / "c")
+    assert not list((tmp_path / "c").rglob("*.pkl")) and not list((tmp_path / "c").rglob("*.pickle"))
+    probe = _split("test_email")[0]
+    assert classify.load(tmp_path / "c").predict(probe) == clf.predict(probe)
+    target = tmp_path / "c" / "head.safetensors"
+    target.write_bytes(target.read_bytes()[:-4] + b"\0\0\0\0")
+    with pytest.raises(LocalcharError, match="hash mismatch"):
+        classify.load(tmp_path / "c")
+
+
+def test_modernbert_trains_and_predicts_on_a_tiny_local_config(tmp_path):
+    from localchar.classify.modernbert import build_tiny_modernbert
+
+    texts, labels = _split("train")
+    base = build_tiny_modernbert(tmp_path / "base", texts)
+    clf = classify.train("modernbert", texts, labels, seed=0, base=str(base), epochs=4, batch_size=8, grad_accum=1,
+                         max_length=128)
+    probe = _split("test_chat")[0][:8]
+    pred = clf.predict(probe)
+    assert len(pred) == 8 and set(pred) <= set(labels)
+    classify.save(clf, tmp_path / "m")
+    assert classify.load(tmp_path / "m").predict(probe) == pred
+
+
+def test_bootstrap_intervals():
+    labels = ["a", "b", "c"]
+    truth = ["a", "b", "c"] * 20
+    assert bootstrap_ci(truth, truth, labels, 200, 0) == (1.0, 1.0)
+    const = ["a"] * len(truth)
+    score = f1_scores(truth, const, labels)["macro_f1"]
+    lo, hi = bootstrap_ci(truth, const, labels, 300, 0)
+    assert lo <= score <= hi
+    assert bootstrap_ci(truth, const, labels, 300, 7) == bootstrap_ci(truth, const, labels, 300, 7)
+    gap = bootstrap_gap_ci((truth, truth), (truth, const), labels, 300, 0)
+    assert gap[0] > 0 and gap[0] <= 1 - score <= gap[1]
+    cis = bootstrap_label_cis(truth, truth, labels, 50, 0)
+    assert cis == {l: (1.0, 1.0) for l in labels}
+    m, sem = mean_sem([0.5, 0.7, 0.6])
+    assert abs(m - 0.6) < 1e-9 and abs(sem - np.std([0.5, 0.7, 0.6], ddof=1) / np.sqrt(3)) < 1e-9
+
+
+def test_classify_cli(tmp_path):
+    def cli(*a):
+        return subprocess.run([sys.executable, "-m", "localchar.cli", "classify", *a], capture_output=True, text=True,
+                              timeout=300)
+
+    out = cli("train", "--data", str(STYLE), "--split", "train", "--out", str(tmp_path / "c"))
+    assert out.returncode == 0, out.stderr
+    out = cli("eval", "--model", str(tmp_path / "c"), "--data", str(STYLE), "--split", "test_chat", "--bootstrap", "100")
+    res = json.loads(out.stdout)
+    assert res["n"] == 44 and res["macro_f1"] > 0.6 and set(res) >= {"macro_f1", "accuracy", "per_label", "n"}
+    out = cli("predict", "--model", str(tmp_path / "c"), "--data", str(STYLE))
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert len(rows) == 176 and all("predicted" in r for r in rows)
+    (tmp_path / "bad.jsonl").write_text('{"text": "no label"}\n')
+    out = cli("train", "--data", str(tmp_path / "bad.jsonl"), "--out", str(tmp_path / "x"))
+    assert out.returncode == 2 and "label" in out.stderr and "Traceback" not in out.stderr
