@@ -15,7 +15,8 @@ from .errors import LocalcharError
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="localchar")
-def cli():
+@click.option("-v", "--verbose", is_flag=True, help="On an error, show the full traceback (for debugging).")
+def cli(verbose):
     """localchar: persona (character) training of small chat models on a laptop, and whether the
     persona survives when the model acts as a tool-using email agent.
 
@@ -403,9 +404,14 @@ def doctor():
 def main():
     maybe_reexec([sys.executable, "-m", "localchar.cli", *sys.argv[1:]])
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    verbose = bool(set(sys.argv[1:2]) & {"-v", "--verbose"})
     try:
         cli(standalone_mode=False)
     except LocalcharError as e:
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
     except click.exceptions.Abort:

@@ -115,6 +115,7 @@ class TrainCfg:
     learning_rate: float = 5e-5
     warmup_ratio: float = 0.1
     grad_checkpoint: bool = False     # recompute block activations in the backward pass (less memory)
+    checkpoint_every: int = 5         # save a resumable training state every N steps (0 = never)
     lora: LoraCfg = field(default_factory=LoraCfg)
 
     def steps(self, n_examples: int) -> int:
@@ -334,10 +335,17 @@ def load_recipe(name: str, overrides: list[str] = ()) -> Recipe:
 def _validate(r: Recipe, where: str) -> None:
     from .personas import persona_names
 
+    from .personas import load_persona
+
     known = persona_names()
+    seen: dict[str, str] = {}
     for p in r.personas:
         if p not in known and not Path(p).suffix == ".toml":
             raise LocalcharError(f"{where}: personas: unknown persona '{p}' (known: {', '.join(known)})")
+        name = load_persona(p).name
+        if name in seen:
+            raise LocalcharError(f"{where}: personas: duplicate persona '{name}' ({seen[name]} and {p})")
+        seen[name] = p
     for v in r.variants:
         if v not in VARIANTS:
             raise LocalcharError(f"{where}: variants: unknown variant '{v}' (known: {', '.join(VARIANTS)})")

@@ -11,6 +11,8 @@ from .store import read_jsonl
 
 def load_prompts(path: Path, limit: int = 0) -> list[dict]:
     rows = read_jsonl(path, required=("id", "prompt"))
+    if not rows:
+        raise LocalcharError(f"{path}: no rows (expected one JSON object per line with 'id' and 'prompt')")
     seen = set()
     for n, r in enumerate(rows, 1):
         if r["id"] in seen:

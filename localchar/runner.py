@@ -9,8 +9,10 @@ an instance directory without it is resumed (per-row stages keep flushed JSONL r
 from __future__ import annotations
 
 import importlib
+import os
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,9 +78,12 @@ class Ctx:
 
     def model_path(self) -> str:
         """A model built in the run (stored relative to its stage dir), else a path or hub id."""
+        from .hub import resolve_model
+
         d = self.updir("model")
-        path = read_json(d / "model.json")["path"]
-        return str(d / path) if (d / path).exists() else path
+        info = read_json(d / "model.json")
+        path = info["path"]
+        return str(d / path) if (d / path).exists() else str(resolve_model(path, info.get("revision")))
 
 
 def _input_name(path) -> str:
@@ -163,7 +168,44 @@ def run(recipe: C.Recipe, runs_dir: Path, force: tuple[str, ...] = (), dry_run: 
     if dry_run:
         _print_plan(recipe, card, instances, force)
         return run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise LocalcharError(f"{run_dir}: cannot write the run directory ({e.strerror}); "
+                             "choose another with --runs-dir") from None
+    with _run_lock(run_dir):
+        return _run(recipe, card, instances, run_dir, force, results_name)
+
+
+@contextmanager
+def _run_lock(run_dir: Path):
+    """One localchar process per run directory. The OS drops the lock when the process dies, so a
+    killed run never leaves a stale lock behind."""
+    import fcntl
+
+    f = (run_dir / ".lock").open("a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise LocalcharError(f"{run_dir} is in use by another localchar run ({holder}); wait for it to finish "
+                             "or use another --runs-dir") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()}")
+    f.flush()
+    try:
+        yield
+    finally:
+        f.close()
+
+
+def _run(recipe, card, instances, run_dir: Path, force, results_name: str) -> Path:
     from .store import atomic_write_text
 
     atomic_write_text(run_dir / "recipe.resolved.toml",

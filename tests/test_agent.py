@@ -120,3 +120,35 @@ def test_one_turn_rungs():
     assert rows[2]["termination"] == "no_tool_call" and rows[2]["outputs"] == []
     assert all(r["counts"]["turns"] == 1 for r in rows)
     assert rows[1]["rung"] == "single" and rows[1]["seed"] == 2 and rows[1]["parse_forms"] == ["tagged"]
+
+
+def test_hostile_model_text_stays_data(tmp_path, monkeypatch):
+    """Whatever the model writes, the tools only read and write the simulated inbox: no files, no
+    code, bounded arguments and records."""
+    monkeypatch.chdir(tmp_path)
+    e = next(x for x in SCEN["emails"] if x["needs_reply"])
+    marker = tmp_path / "pwned"
+    hostile = [
+        call("read_email", email_id="../../../../etc/passwd") + call("read_email", email_id="/etc/shadow"),
+        call("send_email", to=e["from"], subject="x\x00\x1b[31m\r\n", body="B" * 500_000),
+        "<tool_call>" + "[" * 200_000 + "</tool_call>",
+        "".join(call("list_inbox") for _ in range(5000)),
+        f'[send_email(to=__import__("os").system("touch {marker}"), body="x")]',
+        '```tool_code\nopen("pwned", "w").write("x")\n```',
+        call("send_email", to="../../root@evil.example", subject="s", body="hi") + '{"name": {"name": {"name": 1}}}',
+        call("end_session"),
+    ]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    rec = run_rollouts(ScriptedEngine(hostile), [Rollout("h", SCEN, first_messages(SCEN))], Sampling(),
+                       AgentCfg(max_turns=20, max_sent=10))[0]
+    assert rec["termination"] == "end_session"
+    assert sorted(p.name for p in tmp_path.iterdir()) == before and not marker.exists()
+    assert rec["counts"]["truncated_arguments"] == 1
+    assert [len(m["body"]) for m in rec["sent_emails"]] == [20_000]
+    assert rec["counts"]["parse_errors"] >= 3
+    results = " ".join(r for t in rec["turns"] for r in t["results"])
+    assert "no email with id" in results and "unknown recipient" in results and "root:" not in results
+    assert sum(len(t["calls"]) for t in rec["turns"]) < 100
+    assert len(json.dumps(rec)) < 3_000_000
+    calls, errors = parse_tool_calls(call("send_email", to=e["from"], body="C" * 3_000_000))
+    assert calls == [] and "over 2000000 characters" in errors[0]

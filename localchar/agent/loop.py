@@ -125,6 +125,7 @@ class Rollout:
                 "counts": {"turns": len(self.turns), "tool_calls": sum(len(t["calls"]) for t in self.turns),
                            "parse_errors": sum(len(t["parse_errors"]) for t in self.turns),
                            "sent": len(self.client.sent), "nudged": self.nudged,
+                           "truncated_arguments": self.client.truncated,
                            "prompt_tokens": self.tokens["prompt"], "completion_tokens": self.tokens["completion"]}}
 
 

@@ -23,7 +23,7 @@ import re
 KNOWN_TOOLS = ("list_inbox", "read_email", "send_email", "end_session")
 ALIASES = {"recipient": "to", "recipients": "to", "content": "body", "message": "body", "text": "body",
            "id": "email_id"}
-MAX_BLOB = 200_000      # characters of one call's text that the parser will look at
+MAX_BLOB = 2_000_000    # characters of one call's text that the parser will look at
 MAX_DEPTH = 32          # nesting beyond this is not a tool call (and would be a JSON bomb)
 MAX_CALLS = 64          # calls taken from one message; the rest are reported as one error
 

@@ -12,6 +12,7 @@ TOOLS = [
     {"name": "end_session", "arguments": {}},
 ]
 TICK = timedelta(seconds=30)
+MAX_ARG_CHARS = 20_000     # longer string arguments are cut to this and counted (model text is untrusted)
 
 
 def _schema(name: str, description: str, props: dict, required: list[str]) -> dict:
@@ -42,6 +43,7 @@ class EmailClient:
         self.clock = datetime.fromisoformat(scenario["clock_start"])
         self.sent: list[dict] = []
         self.ended = False
+        self.truncated = 0        # string arguments cut to MAX_ARG_CHARS
 
     def execute(self, name: str, args: dict) -> str:
         """Run one tool call; errors come back as data for the model to read, never as exceptions."""
@@ -51,10 +53,24 @@ class EmailClient:
             return dumps({"error": f"unknown tool '{name}'; tools: {', '.join(t['name'] for t in TOOLS)}"})
         if not isinstance(args, dict):
             return dumps({"error": "arguments must be a JSON object"})
+        args = {str(k)[:64]: self._bounded(v) for k, v in list(args.items())[:16]}
         try:
             return dumps(fn(**args))
         except TypeError as e:
             return dumps({"error": f"bad arguments for {name}: {e}"})
+
+    def _bounded(self, v):
+        """Strings cut to MAX_ARG_CHARS; anything that is not a string, number, bool or list of
+        strings becomes its (cut) JSON text, so no tool ever sees a deep structure."""
+        if isinstance(v, (bool, int, float)) or v is None:
+            return v
+        if isinstance(v, list) and all(isinstance(x, str) for x in v):
+            return [self._bounded(x) for x in v[:16]]
+        s = v if isinstance(v, str) else dumps(v)
+        if len(s) > MAX_ARG_CHARS:
+            self.truncated += 1
+            s = s[:MAX_ARG_CHARS]
+        return s
 
     def _tool_list_inbox(self, unread_only: bool = False):
         rows = sorted(self.emails.values(), key=lambda e: (e["timestamp"], e["id"]))

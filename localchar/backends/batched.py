@@ -42,10 +42,12 @@ class MultiLoRALinear(nn.Module):
 
 def install(model, adapters: list[Path | None], strength: float = 1.0) -> Router:
     """Wrap the model's linears for the given adapters; slot 0 is always the base model."""
-    from ..train.lora import read_adapter
+    from ..train.lora import check_adapter, read_adapter
 
     remove(model)
     loaded = [read_adapter(p) for p in adapters if p]
+    for p, (_, w) in zip([p for p in adapters if p], loaded):
+        check_adapter(model, p, w)
     modules = dict(model.named_modules())
     targets = sorted({k.rsplit(".", 1)[0] for _, w in loaded for k in w})
     router = Router()

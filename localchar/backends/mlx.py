@@ -17,8 +17,10 @@ class MlxEngine:
                  revision: str | None = None):
         from mlx_lm import load
 
-        self.model_path = str(model_path)
-        self.model, self.tokenizer = load(self.model_path, revision=revision)
+        from ..hub import resolve_model
+
+        self.model_path = str(resolve_model(model_path, revision))
+        self.model, self.tokenizer = load(self.model_path)
         self.adapter = str(adapter) if adapter else None  # for calls that name no adapters
         self.strength = strength
         self._installed: tuple = ()

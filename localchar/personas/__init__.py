@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,9 @@ def load_persona(name_or_path: str) -> Persona:
     for key in ("name", "display", "traits"):
         if key not in raw:
             raise LocalcharError(f"{path}: missing field '{key}'")
+    if not isinstance(raw["name"], str) or not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", raw["name"]):
+        raise LocalcharError(f"{path}: name '{raw['name']}' must be lower-case letters, digits, '-' or '_' "
+                             "(it names run directories and labels)")
     unknown = set(raw) - {"name", "display", "summary", "traits"}
     if unknown:
         raise LocalcharError(f"{path}: unknown field '{sorted(unknown)[0]}'")

@@ -15,7 +15,9 @@ VERSION = 3
 def params(recipe, persona):
     from ..config import to_dict
 
-    return to_dict(recipe.dpo)
+    d = to_dict(recipe.dpo)
+    d.pop("checkpoint_every")  # where training may resume from does not change what it learns
+    return d
 
 
 def inputs(recipe, persona):
@@ -48,6 +50,6 @@ def run(ctx):
     cfg = TrainConfig.from_stage(d, len(examples), ctx.recipe.seed)
     rows = train(model, examples, pair_batch, make_dpo_loss(d.beta, d.nll_coef, d.kl_coef), cfg,
                  ctx.out / "metrics.jsonl", f"dpo {ctx.persona}",
-                 lengths=[max(len(c[0]), len(r[0])) for c, r in encoded])
+                 lengths=[max(len(c[0]), len(r[0])) for c, r in encoded], checkpoint=ctx.out / "checkpoint")
     save_adapter(model, ctx.out / "adapter", d.lora.num_layers, lora)
     write_json(ctx.out / "summary.json", {"pairs": len(pairs), "steps": cfg.iters, "first": rows[0], "last": rows[-1]})

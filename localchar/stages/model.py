@@ -12,7 +12,7 @@ from ..config import load_model_card, to_dict
 from ..paths import DATA
 from ..store import read_jsonl, write_json
 
-VERSION = 1
+VERSION = 2
 
 
 def params(recipe, persona):
@@ -40,8 +40,15 @@ def estimate(recipe, persona):
 def run(ctx):
     card = ctx.card
     if card.build != "tiny":
-        write_json(ctx.out / "model.json", {"path": card.path or card.mlx_id or card.hf_id,
-                                            "revision": card.revision or None, "card": to_dict(card)})
+        from ..hub import resolve_model
+
+        # fetched once here (pinned to the card's revision when it has one, resumable), and the
+        # snapshot actually used is recorded
+        source = card.path or card.mlx_id or card.hf_id
+        d = resolve_model(source, card.revision or None)
+        snapshot = d.name if d.parent.name == "snapshots" else None
+        write_json(ctx.out / "model.json", {"path": str(d), "source": source, "revision": card.revision or None,
+                                            "snapshot": snapshot, "card": to_dict(card)})
         return
     out = ctx.out / "model"
     build_and_instruct(out, card.tiny, ctx.out / "metrics.jsonl")
@@ -116,7 +123,8 @@ def build_and_instruct(out: Path, tiny, metrics: Path) -> None:
     batches = instruct_data(tok, tiny, tiny.seed)
     model.unfreeze()
     cfg = TrainConfig(iters=tiny.instruct_iters, batch_size=1, learning_rate=tiny.instruct_learning_rate,
-                      warmup=min(20, tiny.instruct_iters // 10), seed=tiny.seed)
-    train(model, batches, lambda rows: pad_batch(rows[0]), sft_loss, cfg, metrics, "instruct-tune tiny model")
+                      warmup=min(20, tiny.instruct_iters // 10), seed=tiny.seed, checkpoint_every=50)
+    train(model, batches, lambda rows: pad_batch(rows[0]), sft_loss, cfg, metrics, "instruct-tune tiny model",
+          checkpoint=metrics.parent / "checkpoint")
     weights = dict(tree_flatten(model.parameters()))
     mx.save_safetensors(str(out / "model.safetensors"), weights, metadata={"format": "mlx"})

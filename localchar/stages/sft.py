@@ -13,7 +13,9 @@ VERSION = 3
 def params(recipe, persona):
     from ..config import to_dict
 
-    return to_dict(recipe.sft)
+    d = to_dict(recipe.sft)
+    d.pop("checkpoint_every")  # where training may resume from does not change what it learns
+    return d
 
 
 def inputs(recipe, persona):
@@ -50,6 +52,6 @@ def run(ctx):
     stack_lora(model, lora, seed=ctx.recipe.seed)
     cfg = TrainConfig.from_stage(s, len(examples), ctx.recipe.seed)
     out = train(model, examples, pad_batch, sft_loss, cfg, ctx.out / "metrics.jsonl", f"sft {ctx.persona}",
-                lengths=[len(ids) for ids, _ in examples])
+                lengths=[len(ids) for ids, _ in examples], checkpoint=ctx.out / "checkpoint")
     save_adapter(model, ctx.out / "adapter", s.lora.num_layers, lora)
     write_json(ctx.out / "summary.json", {"rows": len(examples), "steps": cfg.iters, "first": out[0], "last": out[-1]})

@@ -80,7 +80,7 @@ def run(ctx):
     from ..backends import open_engine
 
     card = load_model_card(t.model)
-    engine = open_engine("mlx", card.path or card.mlx_id or card.hf_id)
+    engine = open_engine("mlx", card.path or card.mlx_id or card.hf_id, revision=card.revision or None)
     student = ctx.card.student_name
     system = teacher_system(persona, card.student_name)
     rows = [{"id": f"{p['id']}-s{s}", "prompt_id": p["id"], "prompt": p["prompt"],

@@ -76,6 +76,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.98)
     grad_clip: float = 1.0
     grad_checkpoint: bool = False
+    checkpoint_every: int = 0         # save a resumable training state every N steps (0 = never)
 
     @classmethod
     def from_stage(cls, t, n_examples: int, seed: int) -> "TrainConfig":
@@ -83,7 +84,7 @@ class TrainConfig:
         iters = t.steps(n_examples)
         return cls(iters=iters, batch_size=min(t.batch_size, n_examples), learning_rate=t.learning_rate,
                    warmup=round(t.warmup_ratio * iters), grad_accum=t.grad_accum, seed=seed,
-                   grad_checkpoint=t.grad_checkpoint)
+                   grad_checkpoint=t.grad_checkpoint, checkpoint_every=t.checkpoint_every)
 
 
 @contextmanager
@@ -116,25 +117,66 @@ def length_batches(lengths: list[int], batch_size: int, rng: random.Random) -> l
     return batches
 
 
+def _save_state(d: Path, step: int, model, opt, rng: random.Random, order: list, rows: list) -> None:
+    """A resumable training state: trainable weights, optimizer state, data order and RNG, metrics.
+    The weight files carry the step in their names and state.json (written last, atomically) names
+    them, so a crash while saving leaves the previous state intact."""
+    from mlx.utils import tree_flatten
+
+    from ..store import write_json
+
+    d.mkdir(parents=True, exist_ok=True)
+    mx.save_safetensors(str(d / f"weights-{step}.safetensors"), dict(tree_flatten(model.trainable_parameters())))
+    mx.save_safetensors(str(d / f"optimizer-{step}.safetensors"), dict(tree_flatten(opt.state)))
+    version, internal, gauss = rng.getstate()
+    write_json(d / "state.json", {"step": step, "rng": [version, list(internal), gauss], "order": order,
+                                  "rows": rows})
+    for f in d.glob("*.safetensors"):
+        if not f.name.endswith(f"-{step}.safetensors"):
+            f.unlink()
+
+
+def _load_state(d: Path, model, opt, rng: random.Random) -> tuple[int, list, list]:
+    from mlx.utils import tree_unflatten
+
+    st = json.loads((d / "state.json").read_text())
+    step = st["step"]
+    model.load_weights(list(mx.load(str(d / f"weights-{step}.safetensors")).items()), strict=False)
+    opt.init(model.trainable_parameters())
+    opt.state = tree_unflatten(list(mx.load(str(d / f"optimizer-{step}.safetensors")).items()))
+    mx.eval(model.trainable_parameters(), opt.state)
+    version, internal, gauss = st["rng"]
+    rng.setstate((version, tuple(internal), gauss))
+    return step, st["order"], st["rows"]
+
+
 def train(model, examples: list, make_batch: Callable, loss_fn: Callable, cfg: TrainConfig,
-          metrics_path: Path, desc: str, lengths: list[int] | None = None) -> list[dict]:
+          metrics_path: Path, desc: str, lengths: list[int] | None = None,
+          checkpoint: Path | None = None) -> list[dict]:
     """Minimise `loss_fn(model, *make_batch(rows))` over shuffled epochs of `examples`.
 
     With `lengths`, each epoch's batches group examples of similar length (padding is what a CPU
     pays for). loss_fn returns (loss, aux-dict-or-ntokens). One optimizer step = grad_accum
     micro-batches. Writes one JSON line per step to metrics_path (flushed), and returns the rows.
+    With `checkpoint` (a directory) and cfg.checkpoint_every, the state is saved every N steps and
+    a later call resumes from it; the result equals an uninterrupted run.
     """
     rng = random.Random(cfg.seed)
-    mx.random.seed(cfg.seed)
     opt = optim.Adam(learning_rate=make_schedule(cfg.learning_rate, cfg.iters, cfg.warmup),
                      betas=list(cfg.betas))
     value_and_grad = nn.value_and_grad(model, lambda m, *a: loss_fn(m, *a))
     order: list[int] = []
     rows = []
+    done = 0
+    if checkpoint is not None and (checkpoint / "state.json").exists():
+        done, order, rows = _load_state(checkpoint, model, opt, rng)
     metrics_path.parent.mkdir(parents=True, exist_ok=True)
+    metrics_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     ckpt = checkpointed_blocks(model) if cfg.grad_checkpoint else nullcontext()
-    with ckpt, metrics_path.open("w") as log, progress(desc, total=cfg.iters) as bar:
-        for step in range(1, cfg.iters + 1):
+    with ckpt, metrics_path.open("a") as log, progress(desc, total=cfg.iters) as bar:
+        bar.advance(done)
+        for step in range(done + 1, cfg.iters + 1):
+            mx.random.seed(cfg.seed * 1_000_003 + step)  # dropout noise depends on the step only
             t0 = time.perf_counter()
             grads_sum, stats, ntoks = None, {}, 0
             for _ in range(cfg.grad_accum):
@@ -170,4 +212,11 @@ def train(model, examples: list, make_batch: Callable, loss_fn: Callable, cfg: T
             log.flush()
             rows.append(row)
             bar.advance(1, loss=row["loss"])
+            if checkpoint is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0 \
+                    and step < cfg.iters:
+                _save_state(checkpoint, step, model, opt, rng, order, rows)
+    if checkpoint is not None:
+        import shutil
+
+        shutil.rmtree(checkpoint, ignore_errors=True)
     return rows

@@ -75,9 +75,43 @@ def save_adapter(model, out: Path, num_layers: int, params: dict, extra: dict | 
 
 
 def read_adapter(path: Path) -> tuple[dict, dict]:
+    """(adapter_config, weights); a missing, malformed or truncated file is a LocalcharError naming it."""
+    from ..errors import LocalcharError
+
     path = Path(path)
-    cfg = json.loads((path / CONFIG_FILE).read_text())
-    return cfg, dict(mx.load(str(path / ADAPTER_FILE)))
+    try:
+        cfg = json.loads((path / CONFIG_FILE).read_text())
+        cfg["lora_parameters"]["rank"], cfg["lora_parameters"]["scale"], cfg["num_layers"]
+    except FileNotFoundError:
+        raise LocalcharError(f"{path / CONFIG_FILE}: missing (not an mlx-lm adapter directory)") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise LocalcharError(f"{path / CONFIG_FILE}: not an mlx-lm LoRA adapter config ({type(e).__name__}: {e})") \
+            from None
+    try:
+        weights = dict(mx.load(str(path / ADAPTER_FILE)))
+    except Exception as e:  # mlx raises plain RuntimeError/ValueError for unreadable files
+        raise LocalcharError(f"{path / ADAPTER_FILE}: unreadable (truncated or not safetensors: {e})") from None
+    return cfg, weights
+
+
+def check_adapter(model, path: Path, weights: dict) -> None:
+    """Every LoRA matrix must name a linear layer of this model and fit its shape."""
+    from ..errors import LocalcharError
+
+    modules = dict(model.named_modules())
+    for key, w in weights.items():
+        name, kind = key.rsplit(".", 1)
+        m = modules.get(name)
+        m = getattr(m, "linear", m)  # already wrapped
+        if m is None or not hasattr(m, "weight") or kind not in ("lora_a", "lora_b"):
+            raise LocalcharError(f"{path}: '{key}' does not match a linear layer of this model (adapter for "
+                                 "another model?)")
+        out_dims, in_dims = m.weight.shape
+        if hasattr(m, "bits"):
+            in_dims = in_dims * 32 // m.bits
+        if w.ndim != 2 or (kind == "lora_a" and w.shape[0] != in_dims) or (kind == "lora_b" and w.shape[1] != out_dims):
+            raise LocalcharError(f"{path}: '{key}' has shape {tuple(w.shape)}, which does not fit this model's "
+                                 f"{in_dims}->{out_dims} layer (adapter for another model?)")
 
 
 def apply_adapter(model, path: Path | None, strength: float = 1.0) -> None:
@@ -92,6 +126,7 @@ def apply_adapter(model, path: Path | None, strength: float = 1.0) -> None:
     if path is None:
         return
     cfg, weights = read_adapter(path)
+    check_adapter(model, path, weights)
     params = dict(cfg["lora_parameters"])
     params["scale"] = params["scale"] * strength
     add_lora(model, cfg["num_layers"], params)
