@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import warnings
 
 KNOWN_TOOLS = ("list_inbox", "read_email", "send_email", "end_session")
 ALIASES = {"recipient": "to", "recipients": "to", "content": "body", "message": "body", "text": "body",
@@ -110,7 +111,9 @@ def _python_calls(src: str, known: tuple[str, ...], strict: bool) -> list[dict]:
     if len(src) > MAX_BLOB or not _depth_ok(src):
         raise ParseError("call text too large or too deeply nested")
     try:
-        tree = ast.parse(src, mode="eval")
+        with warnings.catch_warnings():  # model text may hold odd escapes: not our warnings to show
+            warnings.simplefilter("ignore")
+            tree = ast.parse(src, mode="eval")
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         raise ParseError("not a Python-style call") from None
     node = tree.body
