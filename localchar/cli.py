@@ -269,7 +269,7 @@ def classify_eval(model_dir, data, split, bootstrap, seed):
     rows = _rows(data, split, True)
     truth = [r["label"] for r in rows]
     pred = clf.predict([r["text"] for r in rows])
-    labels = sorted(set(clf.labels) | set(truth))
+    labels = sorted(set(truth) | set(pred))  # labels absent from the data would count as F1 = 0
     f = f1_scores(truth, pred, labels)
     click.echo(json.dumps({"macro_f1": f["macro_f1"], "accuracy": f["accuracy"], "per_label": f["per_label"],
                            "n": len(rows), "ci95": bootstrap_ci(truth, pred, labels, bootstrap, seed)}))
@@ -306,7 +306,19 @@ def _rebuild_report(run_dir: Path) -> Path:
     raw.pop("source", None)
     recipe = C.build(C.Recipe, raw, str(resolved))
 
+    first = resolved.read_text().splitlines()[0]
+    recipe.source = first.removeprefix("# resolved from ").strip()
+    exact = {}
+    if Path(recipe.source).exists():  # the instances this recipe's keys name, not just the newest ones
+        from .runner import plan
+
+        exact = {i.stage: i.dir for i in plan(recipe, run_dir) if i.stage in ("score", "classifier")}
+
     def newest(stage, name):
+        if stage in exact:
+            if not (exact[stage] / name).exists():
+                raise LocalcharError(f"{exact[stage]}: no {name}; run the recipe to finish it first")
+            return exact[stage] / name
         found = sorted((run_dir / "stages" / stage).glob(f"all-*/{name}"), key=lambda p: p.stat().st_mtime)
         if not found:
             raise LocalcharError(f"{run_dir}: no finished {stage} stage ({name}); run the recipe first")

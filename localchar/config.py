@@ -373,6 +373,9 @@ def _validate(r: Recipe, where: str) -> None:
             raise LocalcharError(f"{where}: {stage}: set iters > 0 or epochs > 0")
         if not 0 <= t.warmup_ratio < 1:
             raise LocalcharError(f"{where}: {stage}.warmup_ratio: must be in [0, 1)")
+        if t.grad_checkpoint and t.lora.dropout > 0:
+            raise LocalcharError(f"{where}: {stage}.grad_checkpoint with lora.dropout > 0: the recomputed pass would "
+                                 "draw a different dropout mask; use one or the other")
     if r.classifier.kind not in ("tfidf", "embed", "tfidf+embed", "modernbert"):
         raise LocalcharError(f"{where}: classifier.kind: must be one of tfidf, embed, tfidf+embed, modernbert; "
                              f"got '{r.classifier.kind}'")

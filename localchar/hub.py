@@ -23,6 +23,8 @@ def check_model_dir(d: Path) -> Path:
         cfg = json.loads(cfg_path.read_text())
     except json.JSONDecodeError as e:
         raise LocalcharError(f"{cfg_path}: invalid JSON: {e}") from None
+    if not isinstance(cfg, dict):
+        raise LocalcharError(f"{cfg_path}: expected a JSON object")
     model_type = cfg.get("model_type")
     if not model_type:
         raise LocalcharError(f"{cfg_path}: no 'model_type'")

@@ -242,4 +242,9 @@ def load_results(path: Path) -> dict:
         from .errors import LocalcharError
 
         raise LocalcharError(f"{path}: no results.json (give a run directory like runs/tiny-all, or its results/)")
-    return json.loads(f.read_text())
+    try:
+        return json.loads(f.read_text())
+    except json.JSONDecodeError as e:
+        from .errors import LocalcharError
+
+        raise LocalcharError(f"{f}: invalid JSON ({e.msg}); rebuild it with `localchar report RUN_DIR`") from None

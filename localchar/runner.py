@@ -83,7 +83,12 @@ class Ctx:
         d = self.updir("model")
         info = read_json(d / "model.json")
         path = info["path"]
-        return str(d / path) if (d / path).exists() else str(resolve_model(path, info.get("revision")))
+        if (d / path).exists():
+            return str(d / path)
+        if Path(path).exists():
+            return path
+        # a recorded snapshot that is gone (cache cleared, run moved): fetch from the source again
+        return str(resolve_model(info.get("source", path), info.get("revision")))
 
 
 def _input_name(path) -> str:
@@ -169,10 +174,12 @@ def run(recipe: C.Recipe, runs_dir: Path, force: tuple[str, ...] = (), dry_run: 
         _print_plan(recipe, card, instances, force)
         return run_dir
     try:
+        import tempfile
+
         run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_text("")
-        probe.unlink()
+        fd, probe = tempfile.mkstemp(dir=run_dir, prefix=".write-test-")
+        os.close(fd)
+        os.unlink(probe)
     except OSError as e:
         raise LocalcharError(f"{run_dir}: cannot write the run directory ({e.strerror}); "
                              "choose another with --runs-dir") from None

@@ -136,6 +136,7 @@ def test_hostile_model_text_stays_data(tmp_path, monkeypatch):
         f'[send_email(to=__import__("os").system("touch {marker}"), body="x")]',
         '```tool_code\nopen("pwned", "w").write("x")\n```',
         call("send_email", to="../../root@evil.example", subject="s", body="hi") + '{"name": {"name": {"name": 1}}}',
+        "<tool_call>{'name': 'send_email', 'arguments': {'to': {1, 2}, 1: b'x', 'body': 3j}}</tool_call>",
         call("end_session"),
     ]
     before = sorted(p.name for p in tmp_path.iterdir())
@@ -150,5 +151,7 @@ def test_hostile_model_text_stays_data(tmp_path, monkeypatch):
     assert "no email with id" in results and "unknown recipient" in results and "root:" not in results
     assert sum(len(t["calls"]) for t in rec["turns"]) < 100
     assert len(json.dumps(rec)) < 3_000_000
+    calls, _ = parse_tool_calls('send_email(to="a@b.example", body="I will list_inbox() later")')
+    assert [c["name"] for c in calls] == ["send_email"]
     calls, errors = parse_tool_calls(call("send_email", to=e["from"], body="C" * 3_000_000))
     assert calls == [] and "over 2000000 characters" in errors[0]

@@ -91,7 +91,7 @@ class Rollout:
         results += [dumps({"error": f"could not parse tool call: {e}"}) for e in errors]
         self.turns.append({"turn": len(self.turns), "completion": text, "calls": calls,
                            "parse_errors": errors, "results": results})
-        signature = json.dumps([(c["name"], c["arguments"]) for c in calls], sort_keys=True)
+        signature = json.dumps([(c["name"], c["arguments"]) for c in calls], sort_keys=True, default=str)
         if results:
             self.messages.extend(tool_turn(results, self.native))
         if self.client.ended:

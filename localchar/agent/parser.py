@@ -79,6 +79,19 @@ def decode_json(blob: str):
     raise ParseError(f"invalid JSON ({first_error})")
 
 
+def _plain(v, depth: int = 0):
+    """Python literals (sets, bytes, tuples, complex, non-string keys) as plain JSON values."""
+    if isinstance(v, (str, bool, int, float)) or v is None:
+        return v
+    if depth > MAX_DEPTH:
+        return str(v)[:1000]
+    if isinstance(v, dict):
+        return {str(k): _plain(x, depth + 1) for k, x in v.items()}
+    if isinstance(v, (list, tuple, set, frozenset)):
+        return [_plain(x, depth + 1) for x in v]
+    return str(v)
+
+
 def _arguments(args) -> dict:
     if isinstance(args, str):
         try:
@@ -87,6 +100,7 @@ def _arguments(args) -> dict:
             return {}
     if not isinstance(args, dict):
         return {}
+    args = _plain(args)
     return {ALIASES.get(k, k) if ALIASES.get(k, k) not in args else k: v for k, v in args.items()}
 
 
@@ -217,8 +231,10 @@ def parse_tool_calls(text: str, known: tuple[str, ...] = KNOWN_TOOLS) -> tuple[l
 def _python_call_spans(text: str, known: tuple[str, ...]) -> list[str]:
     """Substrings that look like a call of a known tool (optionally inside [...]): balanced
     parentheses from the tool name on, skipping over string literals."""
-    spans = []
+    spans, last_end = [], 0
     for m in re.finditer(r"\b(" + "|".join(map(re.escape, known)) + r")\s*\(", text):
+        if m.start() < last_end:  # inside the previous call (e.g. a tool name in an email body)
+            continue
         start, depth, i, quote = m.start(), 0, m.end() - 1, None
         while i < len(text) and i - start < MAX_BLOB:
             ch = text[i]
@@ -235,8 +251,11 @@ def _python_call_spans(text: str, known: tuple[str, ...]) -> list[str]:
                 depth -= 1
                 if depth == 0:
                     spans.append(text[start:i + 1])
+                    last_end = i + 1
                     break
             i += 1
+        else:
+            break  # never closed: every later match is inside this one, so stop (keeps the scan linear)
         if len(spans) > MAX_CALLS:
             break
     return spans

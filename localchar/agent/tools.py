@@ -53,10 +53,10 @@ class EmailClient:
             return dumps({"error": f"unknown tool '{name}'; tools: {', '.join(t['name'] for t in TOOLS)}"})
         if not isinstance(args, dict):
             return dumps({"error": "arguments must be a JSON object"})
-        args = {str(k)[:64]: self._bounded(v) for k, v in list(args.items())[:16]}
         try:
+            args = {str(k)[:64]: self._bounded(v) for k, v in list(args.items())[:16]}
             return dumps(fn(**args))
-        except TypeError as e:
+        except (TypeError, ValueError) as e:
             return dumps({"error": f"bad arguments for {name}: {e}"})
 
     def _bounded(self, v):
@@ -66,7 +66,7 @@ class EmailClient:
             return v
         if isinstance(v, list) and all(isinstance(x, str) for x in v):
             return [self._bounded(x) for x in v[:16]]
-        s = v if isinstance(v, str) else dumps(v)
+        s = v if isinstance(v, str) else json.dumps(v, sort_keys=True, ensure_ascii=False, default=str)
         if len(s) > MAX_ARG_CHARS:
             self.truncated += 1
             s = s[:MAX_ARG_CHARS]

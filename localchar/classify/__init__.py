@@ -60,6 +60,8 @@ def load(d: Path):
         raise LocalcharError(f"{d}: not a classifier directory (no {MANIFEST})") from None
     except json.JSONDecodeError as e:
         raise LocalcharError(f"{d / MANIFEST}: invalid JSON: {e}") from None
+    if not isinstance(manifest, dict) or manifest.get("kind") not in KINDS or not isinstance(manifest.get("labels"), list):
+        raise LocalcharError(f"{d / MANIFEST}: needs 'kind' (one of {', '.join(KINDS)}) and a 'labels' list")
     for name, digest in manifest.get("files", {}).items():
         p = d / name
         if not p.exists():

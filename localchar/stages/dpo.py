@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 from ..estimate import Work, answer_tokens, mean_tokens
 from ..store import read_jsonl, write_json
 from ..train.dpo import encode_pair, make_dpo_loss, pair_batch, reference_logps
@@ -52,4 +54,5 @@ def run(ctx):
                  ctx.out / "metrics.jsonl", f"dpo {ctx.persona}",
                  lengths=[max(len(c[0]), len(r[0])) for c, r in encoded], checkpoint=ctx.out / "checkpoint")
     save_adapter(model, ctx.out / "adapter", d.lora.num_layers, lora)
+    shutil.rmtree(ctx.out / "checkpoint", ignore_errors=True)
     write_json(ctx.out / "summary.json", {"pairs": len(pairs), "steps": cfg.iters, "first": rows[0], "last": rows[-1]})

@@ -128,3 +128,6 @@ def build_and_instruct(out: Path, tiny, metrics: Path) -> None:
           checkpoint=metrics.parent / "checkpoint")
     weights = dict(tree_flatten(model.parameters()))
     mx.save_safetensors(str(out / "model.safetensors"), weights, metadata={"format": "mlx"})
+    import shutil
+
+    shutil.rmtree(metrics.parent / "checkpoint", ignore_errors=True)

@@ -3,6 +3,8 @@ the new adapter stacked on it: exact also on a 4-bit base), loss on assistant tu
 
 from __future__ import annotations
 
+import shutil
+
 from ..store import read_jsonl, write_json
 from ..train.lora import apply_adapter, lora_config, save_adapter, stack_lora
 from ..train.loop import TrainConfig, encode_chat, pad_batch, sft_loss, train
@@ -54,4 +56,5 @@ def run(ctx):
     out = train(model, examples, pad_batch, sft_loss, cfg, ctx.out / "metrics.jsonl", f"sft {ctx.persona}",
                 lengths=[len(ids) for ids, _ in examples], checkpoint=ctx.out / "checkpoint")
     save_adapter(model, ctx.out / "adapter", s.lora.num_layers, lora)
+    shutil.rmtree(ctx.out / "checkpoint", ignore_errors=True)
     write_json(ctx.out / "summary.json", {"rows": len(examples), "steps": cfg.iters, "first": out[0], "last": out[-1]})

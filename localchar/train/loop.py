@@ -215,8 +215,4 @@ def train(model, examples: list, make_batch: Callable, loss_fn: Callable, cfg: T
             if checkpoint is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0 \
                     and step < cfg.iters:
                 _save_state(checkpoint, step, model, opt, rng, order, rows)
-    if checkpoint is not None:
-        import shutil
-
-        shutil.rmtree(checkpoint, ignore_errors=True)
-    return rows
+    return rows  # the caller deletes `checkpoint` once it has saved what it trained

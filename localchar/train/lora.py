@@ -100,6 +100,8 @@ def check_adapter(model, path: Path, weights: dict) -> None:
 
     modules = dict(model.named_modules())
     for key, w in weights.items():
+        if "." not in key:
+            raise LocalcharError(f"{path}: '{key}' is not a LoRA weight name (adapter for another tool?)")
         name, kind = key.rsplit(".", 1)
         m = modules.get(name)
         m = getattr(m, "linear", m)  # already wrapped
