@@ -71,7 +71,9 @@ def decode_json(blob: str):
         except json.JSONDecodeError as e:
             first_error = first_error or e.msg
     try:  # single quotes, True/False/None: Python literals, never code
-        value = ast.literal_eval(_repair(blob))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            value = ast.literal_eval(_repair(blob))
         if isinstance(value, (dict, list)):
             return value
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
