@@ -325,7 +325,6 @@ def _rebuild_report(run_dir: Path) -> Path:
         return found[-1]
 
     clf = read_json(newest("classifier", "classifier_summary.json"))
-    clf.pop("train_prompt_ids", None)
     out = run_dir / "results"
     out.mkdir(exist_ok=True)
     write_report(read_json(newest("score", "scores.json")), recipe, C.load_model_card(recipe.model), out, clf)

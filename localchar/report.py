@@ -47,6 +47,8 @@ def results(scores: dict, recipe, model_card, classifier: dict | None = None) ->
             "chat_per_persona_prf": s["chat_plain"].get("per_persona_prf", {}),
             "chat_confusion": s["chat_plain"]["confusion"], "agent_confusion": s["agent"]["confusion"],
         }
+    if classifier:  # the summary minus its audit list of training prompt ids
+        classifier = {k: v for k, v in classifier.items() if k != "train_prompt_ids"}
     return {"recipe": recipe.name, "model": model_card.name, "hf_id": model_card.hf_id or None,
             "seed": recipe.seed, "classifier": classifier, "personas": recipe.personas,
             "chance_macro_f1": 1 / len(recipe.personas), "variants": variants, "published": PUBLISHED,

@@ -21,17 +21,17 @@ def cli(*args, cwd=None):
                           timeout=300, cwd=cwd)
 
 
-def recipe_file(d: Path, extra: str = "", replace: tuple[str, str] | None = None, name: str = "r.toml") -> Path:
+def recipe_file(d: Path, replace: tuple[str, str] | None = None) -> Path:
     text = TINY.replace('name = "tiny-all"', 'name = "bad"')
     if replace:
         assert replace[0] in text, replace
         text = text.replace(*replace)
-    p = d / name
+    p = d / "r.toml"
     # the shipped data, by absolute path (the file lives elsewhere)
     text = text.replace('scenarios = "data/scenarios-mini"', f'scenarios = "{DATA / "scenarios-mini"}"\n' + "".join(
         f'{k} = "{DATA / v}"\n' for k, v in (("train_prompts", "prompts/train.jsonl"), ("eval_prompts", "prompts/eval.jsonl"),
                                            ("suffixes", "suffixes.toml"), ("corpus", "corpus"))))
-    p.write_text(text + "\n" + extra)
+    p.write_text(text)
     return p
 
 

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from localchar import classify
-from localchar.classify.metrics import (bootstrap_ci, bootstrap_gap_ci, bootstrap_label_cis, f1_scores,
-                                        mean_sem)
+from localchar.classify.metrics import bootstrap_ci, bootstrap_cis, bootstrap_gap_ci, f1_scores, mean_sem
 from localchar.errors import LocalcharError
 from localchar.store import read_jsonl
 
@@ -76,8 +75,8 @@ def test_bootstrap_intervals():
     assert bootstrap_ci(truth, const, labels, 300, 7) == bootstrap_ci(truth, const, labels, 300, 7)
     gap = bootstrap_gap_ci((truth, truth), (truth, const), labels, 300, 0)
     assert gap[0] > 0 and gap[0] <= 1 - score <= gap[1]
-    cis = bootstrap_label_cis(truth, truth, labels, 50, 0)
-    assert cis == {l: (1.0, 1.0) for l in labels}
+    assert bootstrap_cis(truth, truth, labels, 50, 0) == ((1.0, 1.0), {l: (1.0, 1.0) for l in labels})
+    assert bootstrap_cis(truth, const, labels, 300, 7)[0] == bootstrap_ci(truth, const, labels, 300, 7)
     m, sem = mean_sem([0.5, 0.7, 0.6])
     assert abs(m - 0.6) < 1e-9 and abs(sem - np.std([0.5, 0.7, 0.6], ddof=1) / np.sqrt(3)) < 1e-9
 

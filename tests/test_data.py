@@ -1,6 +1,5 @@
 """The committed inputs: personas, prompts, suffixes, corpus, scenarios."""
 
-import tomllib
 
 import pytest
 

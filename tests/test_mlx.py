@@ -8,7 +8,6 @@ import sys
 
 import mlx.core as mx
 import numpy as np
-import pytest
 from mlx_lm import generate, load
 from mlx_lm.sample_utils import make_sampler
 from mlx.utils import tree_map
@@ -42,7 +41,7 @@ def test_assistant_mask_covers_replies_only(tiny_model):
 def _random_adapter(model, path, seed, rank=4, scale=20.0):
     add_lora(model, -1, {"rank": rank, "scale": scale, "dropout": 0.0})
     mx.random.seed(seed)
-    from mlx.utils import tree_flatten, tree_map
+    from mlx.utils import tree_map
 
     params = tree_map(lambda p: mx.random.normal(p.shape) * 0.05, model.trainable_parameters())
     model.update(params)

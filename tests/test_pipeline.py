@@ -1,7 +1,6 @@
 """tiny-all end to end through the CLI on the real engines: results, signal, skip, resume."""
 
 import json
-import shutil
 import subprocess
 import sys
 import time

@@ -58,8 +58,3 @@ def make_rollout(rid: str, scenario: dict, rung: str, persona_system: str = "", 
     native = native and rung in ("single", "loop")
     return Rollout(rid, scenario, rung_messages(scenario, rung, persona_system, native), adapter, rung=rung,
                    native=native, meta=meta)
-
-
-def turn_limit(rung: str, max_turns: int) -> int:
-    """Only the loop has more than one turn."""
-    return max_turns if rung == "loop" else 1

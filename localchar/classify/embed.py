@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from . import linear
-from .tfidf import TfidfClassifier, load_vectorizers, save_vectorizers
+from .tfidf import TfidfClassifier, fit_vectorizers, load_vectorizers, save_vectorizers
 
 
 def encoder_path() -> str:
@@ -70,8 +70,8 @@ class TfidfEmbedClassifier:
 
     @classmethod
     def fit(cls, texts, labels, seed, **_):
-        tf = TfidfClassifier.fit(texts, labels, seed)  # its own head is not used
-        self = cls(tf, {"classes": tf.labels})
+        self = cls(TfidfClassifier(fit_vectorizers(texts), {"classes": sorted(set(labels))}),
+                   {"classes": sorted(set(labels))})
         self.head = linear.fit(self._features(texts), labels, seed)
         return self
 

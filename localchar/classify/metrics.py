@@ -60,13 +60,14 @@ def bootstrap_ci(y_true: list[str], y_pred: list[str], labels: list[str], n: int
     return _interval(_boot(y_true, y_pred, labels, n, seed).mean(axis=1), alpha)
 
 
-def bootstrap_label_cis(y_true: list[str], y_pred: list[str], labels: list[str], n: int, seed: int,
-                        alpha: float = 0.05) -> dict:
-    """Percentile CI of each label's F1 (same resamples as bootstrap_ci with the same seed)."""
+def bootstrap_cis(y_true: list[str], y_pred: list[str], labels: list[str], n: int, seed: int,
+                  alpha: float = 0.05) -> tuple[tuple[float, float] | None, dict]:
+    """The macro-F1 CI and each label's F1 CI from one set of resamples (the macro CI equals
+    bootstrap_ci's with the same seed)."""
     if not y_true or n <= 0:
-        return {}
+        return None, {}
     b = _boot(y_true, y_pred, labels, n, seed)
-    return {l: _interval(b[:, i], alpha) for i, l in enumerate(labels)}
+    return _interval(b.mean(axis=1), alpha), {l: _interval(b[:, i], alpha) for i, l in enumerate(labels)}
 
 
 def bootstrap_gap_ci(a: tuple[list, list], b: tuple[list, list], labels: list[str], n: int, seed: int,

@@ -23,6 +23,18 @@ def _vectorizer(spec: dict, vocabulary: dict | None = None):
                            min_df=1 if vocabulary else spec["min_df"], sublinear_tf=True, vocabulary=vocabulary)
 
 
+def fit_vectorizers(texts: list[str]) -> dict:
+    vecs = {}
+    for name, spec in SPECS.items():
+        v = _vectorizer(spec)
+        try:
+            v.fit(texts)
+        except ValueError:  # e.g. no char n-gram seen twice in a tiny set: keep every one
+            v = _vectorizer({**spec, "min_df": 1}).fit(texts)
+        vecs[name] = v
+    return vecs
+
+
 def save_vectorizers(vecs: dict, out: Path) -> str:
     state = {name: {"spec": SPECS[name], "idf": [float(x) for x in v.idf_],
                     "vocabulary": {t: int(i) for t, i in v.vocabulary_.items()}} for name, v in vecs.items()}
@@ -55,14 +67,7 @@ class TfidfClassifier:
 
     @classmethod
     def fit(cls, texts: list[str], labels: list[str], seed: int, **_):
-        vecs = {}
-        for name, spec in SPECS.items():
-            v = _vectorizer(spec)
-            try:
-                v.fit(texts)
-            except ValueError:  # e.g. no char n-gram seen twice in a tiny set: keep every one
-                v = _vectorizer({**spec, "min_df": 1}).fit(texts)
-            vecs[name] = v
+        vecs = fit_vectorizers(texts)
         return cls(vecs, linear.fit(_features(vecs, texts), labels, seed))
 
     def features(self, texts: list[str]):

@@ -17,6 +17,5 @@ def inputs(recipe, persona):
 
 
 def run(ctx):
-    clf = read_json(ctx.updir("classifier") / "classifier_summary.json")
-    clf.pop("train_prompt_ids", None)
-    write_report(read_json(ctx.updir("score") / "scores.json"), ctx.recipe, ctx.card, ctx.out, clf)
+    write_report(read_json(ctx.updir("score") / "scores.json"), ctx.recipe, ctx.card, ctx.out,
+                 read_json(ctx.updir("classifier") / "classifier_summary.json"))

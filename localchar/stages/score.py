@@ -11,7 +11,7 @@ from __future__ import annotations
 import statistics
 
 from .. import classify
-from ..classify.metrics import bootstrap_ci, bootstrap_gap_ci, bootstrap_label_cis, confusion, f1_scores, mean_sem
+from ..classify.metrics import bootstrap_cis, bootstrap_gap_ci, confusion, f1_scores, mean_sem
 from ..store import read_jsonl, write_json
 
 VERSION = 3
@@ -52,10 +52,10 @@ class Scorer:
                     "per_persona_prf": {}, "n": 0, "ci95": None, "confusion": confusion([], [], self.personas),
                     "_pairs": ([], [])}
         f = f1_scores(truth, pred, self.personas)
+        ci, label_cis = bootstrap_cis(truth, pred, self.personas, self.bootstrap, self.seed)
         return {"macro_f1": f["macro_f1"], "accuracy": f["accuracy"], "per_persona": f["per_label"],
                 "per_persona_prf": f["per_label_prf"], "n": len(pairs),
-                "per_persona_ci95": bootstrap_label_cis(truth, pred, self.personas, self.bootstrap, self.seed),
-                "ci95": bootstrap_ci(truth, pred, self.personas, self.bootstrap, self.seed),
+                "per_persona_ci95": label_cis, "ci95": ci,
                 "confusion": confusion(truth, pred, self.personas), "_pairs": (truth, pred)}
 
     def gap(self, a: dict, b: dict) -> dict:
