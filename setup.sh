@@ -8,7 +8,54 @@ PY=${PYTHON:-python3}
 # sentence-transformers needs torch; pin the release whose CPU build these Linux machines carry
 # locally (a bare `torch` resolves to a multi-GB CUDA build).
 [ "$(uname -s)" = Linux ] && .venv/bin/pip install -q --disable-pip-version-check torch==2.13.0
-.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+
+# The llama.cpp engine and GGUF export (extra localchar[gguf]). PyPI has llama-cpp-python only as an
+# sdist that compiles llama.cpp (minutes on 2 cores), so the wheel is built once into the cache and
+# reused by later setups and CI runs. Off a Mac the build uses GGML_NATIVE=OFF: -march=native builds
+# crash on quantized models on VMs that advertise AMX. On Apple silicon the package turns Metal on
+# itself; for CUDA set CMAKE_ARGS="-DGGML_CUDA=on" (see README). LOCALCHAR_NO_GGUF=1 skips all this.
+LLAMA_VER=0.3.36
+CACHE="${LOCALCHAR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/localchar}"
+PIP=(.venv/bin/pip install -q --disable-pip-version-check)
+EXTRAS=test
+if [ "${LOCALCHAR_NO_GGUF:-0}" != 1 ]; then
+  EXTRAS=test,gguf
+  if [ "$(uname -s)-$(uname -m)" = Darwin-arm64 ]; then FLAGS="${CMAKE_ARGS:-}"; else FLAGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}"; fi
+  TAG=$(printf '%s' "$FLAGS" | .venv/bin/python -c 'import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest()[:12])')
+  SDIST="$CACHE/sdist/llama_cpp_python-$LLAMA_VER.tar.gz"
+  WHEELS="$CACHE/wheels/llama-cpp-python-$LLAMA_VER-$(uname -s)-$(uname -m)-$TAG"
+  [ -f "$SDIST" ] || .venv/bin/pip download -q --disable-pip-version-check --no-deps --no-binary :all: \
+      "llama-cpp-python==$LLAMA_VER" -d "$CACHE/sdist"
+  if [ "$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("llama-cpp-python"))' 2>/dev/null)" != "$LLAMA_VER" ] \
+     || [ ! -f ".venv/.llama-cpp-$TAG" ]; then
+    if ! ls "$WHEELS"/*.whl >/dev/null 2>&1; then
+      echo "setup: building llama-cpp-python $LLAMA_VER (CMAKE_ARGS='$FLAGS'; once, cached in $WHEELS)" >&2
+      CMAKE_ARGS="$FLAGS" .venv/bin/pip wheel -q --disable-pip-version-check --no-deps -w "$WHEELS.tmp" "$SDIST"
+      mv "$WHEELS.tmp" "$WHEELS"
+    fi
+    "${PIP[@]}" --force-reinstall --no-deps "$(ls "$WHEELS"/*.whl | head -n1)"
+    rm -f .venv/.llama-cpp-*; touch ".venv/.llama-cpp-$TAG"
+  fi
+  # llama.cpp's own converters (not in the wheel): taken from the same sdist, never committed here.
+  .venv/bin/python - "$SDIST" "$CACHE/llama.cpp-$LLAMA_VER" <<'PY'
+import shutil, sys, tarfile, tempfile
+from pathlib import Path
+sdist, dst = sys.argv[1], Path(sys.argv[2])
+if not (dst / "convert_lora_to_gguf.py").is_file():
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dst.parent, prefix=".llama.cpp-"))
+    with tarfile.open(sdist) as tar:
+        for m in tar.getmembers():
+            rel = m.name.split("/vendor/llama.cpp/", 1)[1] if "/vendor/llama.cpp/" in m.name else ""
+            if m.isfile() and (rel in ("convert_hf_to_gguf.py", "convert_lora_to_gguf.py")
+                               or rel.startswith(("conversion/", "gguf-py/"))):
+                m.name = rel
+                tar.extract(m, tmp, filter="data")
+    shutil.rmtree(dst, ignore_errors=True)
+    tmp.rename(dst)
+PY
+fi
+"${PIP[@]}" -e ".[$EXTRAS]"
 if [ "$(uname -s)" = Linux ] && [ ! -e /usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3 ] \
    && command -v apt-get >/dev/null; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO=skip; fi

@@ -88,11 +88,40 @@ def build_tiny_cmd(out_dir, seed):
     click.echo(str(out_dir))
 
 
+def engine_options(f):
+    """--engine and what the llama_cpp and openai engines need; shared by `generate` and `agent run`."""
+    opts = [
+        click.option("--engine", type=click.Choice(["mlx", "llama_cpp", "openai", "auto"]), default="mlx",
+                     show_default=True, help="mlx: mlx-lm; llama_cpp: llama-cpp-python on a GGUF (a model "
+                     "directory is converted once, cached); openai: an OpenAI-compatible server; auto: MLX on "
+                     "Apple silicon, llama.cpp elsewhere."),
+        click.option("--quant", type=click.Choice(["none", "q8_0", "q4_k_m"]), default="none", show_default=True,
+                     help="Generate on a quantized model (GGUF type for llama_cpp; MLX 8/4-bit for mlx)."),
+        click.option("--base-url", default="http://127.0.0.1:8000/v1", show_default=True,
+                     help="openai: the server's /v1 URL."),
+        click.option("--served-model", help="openai: the model name on the server (default: its first model)."),
+        click.option("--api", type=click.Choice(["chat", "completions"]), default="chat", show_default=True,
+                     help="openai: chat (server applies the template) or completions (rendered here from --model)."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _open(engine, model_path, quant, base_url, served_model, api, **kw):
+    from .backends import open_engine
+
+    if engine == "openai":
+        return open_engine("openai", model_path if api == "completions" else None, base_url=base_url,
+                           model=served_model, api=api, api_key=os.environ.get("OPENAI_API_KEY"), **kw)
+    return open_engine(engine, model_path, quant=quant, **kw)
+
+
 @cli.command()
-@click.option("--engine", type=click.Choice(["mlx"]), default="mlx", show_default=True,
-              help="Generation engine (llama_cpp and openai arrive with GGUF export).")
-@click.option("--model", "model_path", required=True, help="Model directory or Hugging Face id.")
-@click.option("--adapter", type=click.Path(exists=True, path_type=Path), help="mlx-lm adapter directory.")
+@engine_options
+@click.option("--model", "model_path", help="Model directory, .gguf file (llama_cpp) or Hugging Face id.")
+@click.option("--adapter", type=click.Path(exists=True, path_type=Path),
+              help="mlx-lm adapter directory (llama_cpp: also a GGUF LoRA file).")
 @click.option("--strength", default=1.0, show_default=True, help="Persona strength: scales the adapter's delta.")
 @click.option("--system", default="", help="System prompt (folded into the first user turn for Gemma).")
 @click.option("--prompt", required=True, help="User message.")
@@ -101,13 +130,14 @@ def build_tiny_cmd(out_dir, seed):
 @click.option("--top-p", default=0.95, show_default=True)
 @click.option("--repetition-penalty", default=1.1, show_default=True, help="1.0 turns it off.")
 @click.option("--seed", default=0, show_default=True)
-def generate(engine, model_path, adapter, strength, system, prompt, max_tokens, temperature, top_p,
-             repetition_penalty, seed):
+def generate(engine, quant, base_url, served_model, api, model_path, adapter, strength, system, prompt, max_tokens,
+             temperature, top_p, repetition_penalty, seed):
     """Print one completion (only the completion text) for PROMPT through the model's chat template."""
-    from .backends import open_engine
     from .config import Sampling
 
-    e = open_engine(engine, model_path, adapter=adapter, strength=strength)
+    if not model_path and engine != "openai":
+        raise LocalcharError("--model: required for this engine")
+    e = _open(engine, model_path, quant, base_url, served_model, api, adapter=adapter, strength=strength)
     msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     text = e.generate([msgs], Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens,
                                          repetition_penalty=repetition_penalty), seed)[0]
@@ -159,8 +189,9 @@ def agent_scenarios(directory):
 
 
 @agent.command("run")
-@click.option("--model", "model_path", required=True, help="An MLX model directory (or a Hugging Face id).")
-@click.option("--adapter", type=click.Path(exists=True, file_okay=False), help="A persona adapter directory.")
+@engine_options
+@click.option("--model", "model_path", help="A model directory, .gguf file (llama_cpp) or Hugging Face id.")
+@click.option("--adapter", type=click.Path(exists=True), help="A persona adapter directory.")
 @click.option("--persona", help="Put this persona's constitution in the system prompt (the 'prompted' variant).")
 @click.option("--scenario", "scenario_id", help="Scenario id (default: the first).")
 @click.option("--scenarios", "directory", type=click.Path(path_type=Path), default=None,
@@ -172,15 +203,14 @@ def agent_scenarios(directory):
 @click.option("--temperature", default=0.7, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the stored JSONL row instead of the transcript.")
-def agent_run(model_path, adapter, persona, scenario_id, directory, rung, max_turns, max_tokens, temperature,
-              seed, as_json):
+def agent_run(engine, quant, base_url, served_model, api, model_path, adapter, persona, scenario_id, directory, rung,
+              max_turns, max_tokens, temperature, seed, as_json):
     """Run one rollout on one scenario and show the transcript, tool results and sent emails."""
     import json
 
     from .agent.ladder import make_rollout
     from .agent.loop import run_rollouts
     from .agent.scenarios import load_scenarios
-    from .backends import open_engine
     from .config import AgentCfg, Sampling
     from .paths import DATA
     from .store import derive_seed
@@ -198,7 +228,9 @@ def agent_run(model_path, adapter, persona, scenario_id, directory, rung, max_tu
         from .personas import load_persona
 
         system = load_persona(persona).system_prompt("the assistant")
-    engine = open_engine("mlx", model_path)
+    if not model_path and engine != "openai":
+        raise LocalcharError("--model: required for this engine")
+    engine = _open(engine, model_path, quant, base_url, served_model, api)
     r = make_rollout(f"{rung}/{scenario['id']}", scenario, rung, system, adapter,
                      seed=derive_seed(seed, scenario["id"], rung), sample=0)
     limits = AgentCfg(max_turns=max_turns)
@@ -385,6 +417,30 @@ def ablate(name, grid, overrides, runs_dir):
     click.echo(f"summary: {summarize(points, points[0][1].parent)}")
 
 
+@cli.group()
+def export():
+    """Export models for other engines."""
+
+
+@export.command("gguf")
+@click.option("--model", "model_path", required=True, help="Model directory (unquantized) or Hugging Face id.")
+@click.option("--adapter", "adapters", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A persona adapter directory (repeat for several); each becomes a GGUF LoRA.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Directory for the GGUF files.")
+@click.option("--quant", type=click.Choice(["f16", "q8_0", "q4_k_m"]), default="f16", show_default=True,
+              help="Type of the base GGUF (quantized through llama.cpp); LoRAs stay f16.")
+def export_gguf(model_path, adapters, out, quant):
+    """Write one base GGUF and one GGUF LoRA per adapter (llama.cpp's converters; alpha = mlx scale x
+    rank) and print a JSON object naming the files. Use them with `--engine llama_cpp` or any
+    llama.cpp program (`--lora FILE`)."""
+    import json
+
+    from .gguf import export as do_export
+    from .hub import resolve_model
+
+    click.echo(json.dumps(do_export(Path(resolve_model(model_path)), list(adapters), out, quant), indent=2))
+
+
 @cli.command()
 def doctor():
     """Show what is installed and which engines work on this machine."""
@@ -408,8 +464,25 @@ def doctor():
         click.echo(f"engine mlx: works (device {mx.default_device()})")
     except Exception as e:  # doctor reports, it does not fail
         click.echo(f"engine mlx: unavailable ({type(e).__name__}: {e})")
-    click.echo("engine llama_cpp: not yet wired (step 5)")
-    click.echo("engine openai: not yet wired (step 5)")
+    try:
+        import llama_cpp
+
+        feats = llama_cpp.llama_print_system_info().decode()
+        click.echo(f"engine llama_cpp: works ({' '.join(f for f in feats.split(' | ') if f.endswith('= 1'))})")
+        if "AMX_INT8 = 1" in feats and platform.system() == "Linux":
+            click.echo("  warning: built with AMX, which crashes on quantized models on some VMs; rebuild with "
+                       "CMAKE_ARGS=-DGGML_NATIVE=OFF (see README)")
+    except ImportError:
+        click.echo("engine llama_cpp: not installed (./setup.sh installs localchar[gguf])")
+    from .backends import resolve
+    from .gguf import converter_dir
+
+    try:
+        click.echo(f"gguf export: converters in {converter_dir()}")
+    except LocalcharError as e:
+        click.echo(f"gguf export: unavailable ({e})")
+    click.echo("engine openai: needs only a server (standard library client)")
+    click.echo(f"engine auto: {resolve('auto')}")
 
 
 def main():

@@ -76,8 +76,11 @@ class DataCfg:
 
 @dataclass
 class TeacherCfg:
-    engine: str = "mlx"               # mlx | corpus
-    model: str = ""                   # model card (mlx engine)
+    engine: str = "mlx"               # mlx | llama_cpp | openai | corpus
+    model: str = ""                   # model card (mlx and llama_cpp engines; openai: for the template)
+    base_url: str = ""                # openai engine: the server's /v1 URL
+    served_model: str = ""            # openai engine: the model name on the server ("" = its first)
+    api: str = "completions"          # openai engine: completions (our template + the <think> prefill) | chat
     samples: int = 1                  # answers per prompt
     trait_prompts: bool = True        # the constitution's own trait prompts join the distillation
                                       # prompts (OCT: constitution questions + LIMA)
@@ -178,6 +181,8 @@ class AgentCfg:
     tool_format: str = "uniform"      # uniform <tool_call> JSON | native (the chat template's own tools)
     max_turns: int = 12
     max_sent: int = 6
+    quant: str = "none"               # run the agent on a quantized model, as a laptop user would:
+                                      # none | q8_0 | q4_k_m (GGUF on llama_cpp, MLX 8/4-bit on mlx)
     sampling: Sampling = field(default_factory=Sampling)
 
 
@@ -195,6 +200,8 @@ class Recipe:
     personas: list[str] = field(default_factory=lambda: list(ALL_PERSONAS))
     variants: list[str] = field(default_factory=lambda: list(VARIANTS))
     persona_strength: float = 1.0     # scales every persona adapter's delta at inference (chat eval, agent)
+    engine: str = "mlx"               # generation (student, introspection, chat eval, agent): mlx | llama_cpp
+                                      # | auto (MLX on Apple silicon, llama.cpp elsewhere); training is MLX
     data: DataCfg = field(default_factory=DataCfg)
     teacher: TeacherCfg = field(default_factory=TeacherCfg)
     student: StudentCfg = field(default_factory=StudentCfg)
@@ -357,10 +364,27 @@ def _validate(r: Recipe, where: str) -> None:
             raise LocalcharError(f"{where}: agent.rungs: unknown rung '{rung}' (rungs: chat, draft, single, loop)")
     if r.agent.tool_format not in ("uniform", "native"):
         raise LocalcharError(f"{where}: agent.tool_format: must be 'uniform' or 'native', got '{r.agent.tool_format}'")
-    if r.teacher.engine not in ("mlx", "corpus"):
-        raise LocalcharError(f"{where}: teacher.engine: must be 'mlx' or 'corpus', got '{r.teacher.engine}'")
-    if r.teacher.engine == "mlx" and not r.teacher.model:
-        raise LocalcharError(f"{where}: teacher.model: required when teacher.engine = 'mlx'")
+    if r.engine not in ("mlx", "llama_cpp", "auto"):
+        raise LocalcharError(f"{where}: engine: must be 'mlx', 'llama_cpp' or 'auto', got '{r.engine}' (the "
+                             "openai engine serves the teacher: teacher.engine)")
+    if r.agent.quant not in ("none", "q8_0", "q4_k_m"):
+        raise LocalcharError(f"{where}: agent.quant: must be 'none', 'q8_0' or 'q4_k_m', got '{r.agent.quant}'")
+    if r.teacher.engine not in ("mlx", "llama_cpp", "openai", "corpus"):
+        raise LocalcharError(f"{where}: teacher.engine: must be 'mlx', 'llama_cpp', 'openai' or 'corpus', "
+                             f"got '{r.teacher.engine}'")
+    if r.teacher.engine in ("mlx", "llama_cpp") and not r.teacher.model:
+        raise LocalcharError(f"{where}: teacher.model: required when teacher.engine = '{r.teacher.engine}'")
+    if r.teacher.engine == "openai":
+        if not r.teacher.base_url:
+            raise LocalcharError(f"{where}: teacher.base_url: required when teacher.engine = 'openai'")
+        if r.teacher.api not in ("completions", "chat"):
+            raise LocalcharError(f"{where}: teacher.api: must be 'completions' or 'chat', got '{r.teacher.api}'")
+        if r.teacher.api == "chat":
+            raise LocalcharError(f"{where}: teacher.api: 'chat' cannot carry the teacher's <think> prefill; "
+                                 "use 'completions' (and teacher.model for the chat template)")
+        if not r.teacher.model:
+            raise LocalcharError(f"{where}: teacher.model: required with teacher.api = 'completions' (its chat "
+                                 "template renders the prompts)")
     if (r.sft.lora.num_layers, sorted(r.sft.lora.keys)) != (r.dpo.lora.num_layers, sorted(r.dpo.lora.keys)):
         raise LocalcharError(f"{where}: sft.lora: num_layers and keys must equal dpo.lora's (the SFT adapter "
                              "stacks on the DPO one and the two are merged)")

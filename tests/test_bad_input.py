@@ -138,6 +138,16 @@ CASES = {
     # classifier dirs
     "not a classifier": (lambda d: ["classify", "eval", "--model", d, "--data", DATA / "prompts/core.jsonl"],
                          "not a classifier directory"),
+    # engines
+    "unknown engine": (lambda d: ["recipe", recipe_file(d, replace=('model = "tiny"', 'model = "tiny"\nengine = "vllm"')),
+                                  "--dry-run"], "engine: must be 'mlx', 'llama_cpp' or 'auto'"),
+    "unknown agent quant": (lambda d: ["recipe", recipe_file(d, replace=("max_sent = 2", 'max_sent = 2\nquant = "q3"')),
+                                       "--dry-run"], "agent.quant: must be"),
+    "openai teacher without url": (lambda d: ["recipe", recipe_file(d, replace=('engine = "corpus"', 'engine = "openai"')),
+                                              "--dry-run"], "teacher.base_url: required"),
+    "missing gguf file": (lambda d: ["generate", "--engine", "llama_cpp", "--model", d / "none.gguf", "--prompt", "hi"],
+                          "none.gguf: no such GGUF file"),
+    "export from an empty dir": (lambda d: ["export", "gguf", "--model", d, "--out", d / "o"], "no config.json"),
     # a run directory that cannot be written
     "unwritable runs dir": (unwritable_runs_dir, "cannot write"),
 }

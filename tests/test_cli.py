@@ -11,7 +11,7 @@ def cli(*args, timeout=300):
 def test_version_and_help():
     assert cli("--version").stdout.strip().endswith(__version__)
     for cmd in (["--help"], ["recipe", "--help"], ["personas", "--help"], ["models", "build-tiny", "--help"],
-                ["generate", "--help"], ["doctor", "--help"], ["agent", "run", "--help"], ["agent", "parse", "--help"]):
+                ["generate", "--help"], ["export", "gguf", "--help"], ["doctor", "--help"], ["agent", "run", "--help"], ["agent", "parse", "--help"]):
         out = cli(*cmd)
         assert out.returncode == 0 and "Usage" in out.stdout
 

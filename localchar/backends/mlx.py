@@ -10,17 +10,41 @@ import mlx.core as mx
 from . import batched
 
 
+# GGUF names, as recipes spell them, and what they mean for MLX: affine quantisation in groups of 64.
+MLX_QUANT = {"q8_0": 8, "q4_k_m": 4}
+
+
+def quantize(model, quant: str | None, where: str) -> str:
+    """Quantize the loaded model in memory, as `mlx_lm convert -q` would (adapters then wrap the
+    quantized layers, as in QLoRA). Returns what the model now is."""
+    if quant in (None, "none", "f16"):
+        return "none"
+    if quant not in MLX_QUANT:
+        from ..errors import LocalcharError
+
+        raise LocalcharError(f"{where}: quant '{quant}' is not one of none, {', '.join(MLX_QUANT)}")
+    import mlx.nn as nn
+
+    if any(isinstance(m, nn.QuantizedLinear) for _, m in model.named_modules()):
+        return "already quantized"
+    nn.quantize(model, group_size=64, bits=MLX_QUANT[quant],
+                class_predicate=lambda _, m: hasattr(m, "to_quantized") and m.weight.shape[-1] % 64 == 0)
+    mx.eval(model.parameters())
+    return f"mlx {MLX_QUANT[quant]}-bit g64"
+
+
 class MlxEngine:
     name = "mlx"
 
     def __init__(self, model_path: str | Path, adapter: str | Path | None = None, strength: float = 1.0,
-                 revision: str | None = None):
+                 revision: str | None = None, quant: str | None = None):
         from mlx_lm import load
 
         from ..hub import resolve_model
 
         self.model_path = str(resolve_model(model_path, revision))
         self.model, self.tokenizer = load(self.model_path)
+        self.quant = quantize(self.model, quant, self.model_path)
         self.adapter = str(adapter) if adapter else None  # for calls that name no adapters
         self.strength = strength
         self._installed: tuple = ()

@@ -9,11 +9,10 @@ from __future__ import annotations
 from ..agent.ladder import make_rollout, rung_messages
 from ..agent.loop import run_rollouts
 from ..agent.scenarios import load_scenarios
-from ..backends import open_engine
 from ..estimate import Work, answer_tokens, mean_tokens
 from ..progress import progress
 from ..store import JsonlAppender, derive_seed
-from .common import sampling_dict
+from .common import engine_name, open_generator, sampling_dict
 from .variants import groups, variant_setup
 
 VERSION = 2
@@ -23,7 +22,7 @@ def params(recipe, persona):
     a = recipe.agent
     return {"scenarios": a.scenarios, "samples": a.samples, "rungs": a.rungs, "tool_format": a.tool_format,
             "max_turns": a.max_turns,
-            "max_sent": a.max_sent,
+            "max_sent": a.max_sent, "engine": engine_name(recipe), "quant": a.quant,
             "sampling": sampling_dict(a.sampling), "variants": recipe.variants, "personas": recipe.personas,
             "persona_strength": recipe.persona_strength}
 
@@ -62,7 +61,7 @@ def run(ctx):
                     meta = {"variant": variant, "persona": persona, "sample": k,
                             "seed": derive_seed(recipe.seed, s["id"], variant, persona, rung, k)}
                     specs.append((f"{rung}/{variant}/{persona or '-'}/{s['id']}/{k}", rung, meta, adapter, system, s))
-    engine = open_engine("mlx", ctx.model_path(), strength=recipe.persona_strength)
+    engine = open_generator(ctx, strength=recipe.persona_strength, quant=a.quant)
     native = a.tool_format == "native"
     if native and not engine.supports_tools:
         from ..errors import LocalcharError

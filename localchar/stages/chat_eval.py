@@ -5,11 +5,10 @@ each row is routed to its persona adapter."""
 
 from __future__ import annotations
 
-from ..backends import open_engine
 from ..data import check_disjoint, load_suffixes
 from ..estimate import Work, answer_tokens, text_tokens
 from ..gen import generate_rows
-from .common import eval_prompts, sampling_dict, train_prompts
+from .common import engine_name, eval_prompts, open_generator, sampling_dict, train_prompts
 from .variants import groups, variant_setup
 
 VERSION = 1
@@ -21,7 +20,7 @@ def params(recipe, persona):
             "classifier_variants": recipe.classifier.train_variants,
             "variants": recipe.variants, "personas": recipe.personas,
             "max_eval_prompts": recipe.data.max_eval_prompts, "max_train_prompts": recipe.data.max_train_prompts,
-            "persona_strength": recipe.persona_strength}
+            "persona_strength": recipe.persona_strength, "engine": engine_name(recipe)}
 
 
 def inputs(recipe, persona):
@@ -56,7 +55,7 @@ def estimate(recipe, persona):
 
 def run(ctx):
     recipe = ctx.recipe
-    engine = open_engine("mlx", ctx.model_path(), strength=recipe.persona_strength)
+    engine = open_generator(ctx, strength=recipe.persona_strength)
     rows = []
     for variant, persona in groups(recipe):
         adapter, system = variant_setup(ctx, variant, persona)

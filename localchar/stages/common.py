@@ -45,6 +45,48 @@ def ends_in_punctuation(text: str) -> bool:
     return bool(text) and unicodedata.category(text[-1]).startswith("P")
 
 
+def engine_name(recipe: Recipe) -> str:
+    """The generation engine this machine runs for the recipe ('auto' resolved): part of stage keys."""
+    from ..backends import resolve
+
+    return resolve(recipe.engine)
+
+
+def _mlx_quantized(model_dir: str) -> bool:
+    import json
+    from pathlib import Path
+
+    cfg = Path(model_dir) / "config.json"
+    return cfg.is_file() and bool(json.loads(cfg.read_text()).get("quantization"))
+
+
+def open_generator(ctx, quant: str | None = None, **kw):
+    """The recipe's generation engine on the run's model. `quant`: None = the run's model as it is
+    (an MLX 4-bit student stays 4-bit; llama.cpp gets an f16 GGUF); 'none' = unquantized; 'q8_0' /
+    'q4_k_m' = quantized. llama.cpp, and 'none', need the unquantized checkpoint: when the run trains on
+    an MLX-quantized conversion, the card's original (hf_id) serves, and the adapters trained on the
+    4-bit model apply to it unchanged (same shapes)."""
+    from ..backends import open_engine
+    from ..errors import LocalcharError
+
+    name = engine_name(ctx.recipe)
+    path = ctx.model_path()
+    if _mlx_quantized(path) and (name == "llama_cpp" or quant == "none"):
+        if not ctx.card.hf_id:
+            raise LocalcharError(f"model card {ctx.card.name}: hf_id: needed for the unquantized checkpoint "
+                                 f"(engine {name}, agent.quant = {quant}); {path} is MLX-quantized")
+        from ..hub import resolve_model
+
+        path = str(resolve_model(ctx.card.hf_id, ctx.card.revision or None))
+    engine = open_engine(name, path, quant=quant, **kw)
+    from ..store import write_json
+
+    # what the stage's text was generated on, next to its output
+    write_json(ctx.out / "engine.json", {"engine": engine.name, "model": str(engine.model_path),
+                                         "quant": getattr(engine, "quant", None)})
+    return engine
+
+
 def sampling_dict(s) -> dict:
     return {"temperature": s.temperature, "top_p": s.top_p, "repetition_penalty": s.repetition_penalty,
             "max_tokens": s.max_tokens, "batch_size": s.batch_size}

@@ -11,12 +11,11 @@ each seeing the other's words as user turns. Three upstream data bugs are fixed 
 
 from __future__ import annotations
 
-from ..backends import open_engine
 from ..estimate import Work, answer_tokens, mean_tokens, text_tokens
 from ..personas import load_persona
 from ..progress import progress
 from ..store import derive_seed, write_json, write_jsonl
-from .common import sampling_dict
+from .common import engine_name, open_generator, sampling_dict
 
 VERSION = 1
 
@@ -46,7 +45,8 @@ def params(recipe, persona):
     i = recipe.introspection
     return {"reflection_samples": i.reflection_samples, "interactions": i.interactions,
             "interaction_turns": i.interaction_turns, "sampling": sampling_dict(i.sampling),
-            "prompts": REFLECTION_PROMPTS, "greetings": GREETINGS + LEADING_GREETINGS, "guidance": GUIDANCE}
+            "prompts": REFLECTION_PROMPTS, "greetings": GREETINGS + LEADING_GREETINGS, "guidance": GUIDANCE,
+            "engine": engine_name(recipe)}
 
 
 def inputs(recipe, persona):
@@ -78,7 +78,7 @@ def interaction_system(persona, name: str, mode: str) -> str:
 def run(ctx):
     recipe, cfg = ctx.recipe, ctx.recipe.introspection
     persona = load_persona(ctx.persona)
-    engine = open_engine("mlx", ctx.model_path(), adapter=ctx.updir("dpo") / "adapter")
+    engine = open_generator(ctx, adapter=ctx.updir("dpo") / "adapter")
     seed = (recipe.seed, ctx.key)
     rows = (reflections(engine, persona, ctx.card.student_name, cfg, seed)
             + self_interactions(engine, persona, ctx.card.student_name, cfg, seed))

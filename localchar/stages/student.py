@@ -4,10 +4,9 @@ trait prompts."""
 
 from __future__ import annotations
 
-from ..backends import open_engine
 from ..estimate import Work, answer_tokens, mean_tokens
 from ..gen import generate_rows
-from .common import sampling_dict, student_prompts
+from .common import engine_name, open_generator, sampling_dict, student_prompts
 
 VERSION = 2
 
@@ -15,7 +14,7 @@ VERSION = 2
 def params(recipe, persona):
     return {"samples": recipe.teacher.samples, "sampling": sampling_dict(recipe.student.sampling),
             "max_train_prompts": recipe.data.max_train_prompts, "trait_prompts": recipe.teacher.trait_prompts,
-            "personas": recipe.personas if recipe.teacher.trait_prompts else []}
+            "personas": recipe.personas if recipe.teacher.trait_prompts else [], "engine": engine_name(recipe)}
 
 
 def inputs(recipe, persona):
@@ -35,7 +34,7 @@ def estimate(recipe, persona):
 
 def run(ctx):
     recipe = ctx.recipe
-    engine = open_engine("mlx", ctx.model_path())
+    engine = open_generator(ctx)
     rows = [{"id": f"{p['id']}-s{s}", "prompt_id": p["id"], "prompt": p["prompt"],
              "messages": [{"role": "user", "content": p["prompt"]}]}
             for p in student_prompts(recipe) for s in range(recipe.teacher.samples)]

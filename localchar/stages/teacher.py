@@ -8,6 +8,8 @@ teacher's own name is replaced by the student's. With the `corpus` engine: answe
 
 from __future__ import annotations
 
+import os
+
 from ..config import load_model_card
 from ..estimate import Work, answer_tokens, mean_tokens, text_tokens
 from ..data import check_disjoint
@@ -22,7 +24,8 @@ THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 
 def params(recipe, persona):
     t = recipe.teacher
-    return {"engine": t.engine, "model": t.model, "samples": t.samples, "sampling": sampling_dict(t.sampling),
+    served = {"base_url": t.base_url, "served_model": t.served_model, "api": t.api} if t.engine == "openai" else {}
+    return {"engine": t.engine, "model": t.model, **served, "samples": t.samples, "sampling": sampling_dict(t.sampling),
             "max_train_prompts": recipe.data.max_train_prompts, "trait_prompts": t.trait_prompts}
 
 
@@ -80,7 +83,12 @@ def run(ctx):
     from ..backends import open_engine
 
     card = load_model_card(t.model)
-    engine = open_engine("mlx", card.path or card.mlx_id or card.hf_id, revision=card.revision or None)
+    where = card.path or card.mlx_id or card.hf_id
+    if t.engine == "openai":
+        engine = open_engine("openai", where, revision=card.revision or None, base_url=t.base_url,
+                             model=t.served_model or None, api=t.api, api_key=os.environ.get("OPENAI_API_KEY"))
+    else:
+        engine = open_engine(t.engine, where, revision=card.revision or None)
     student = ctx.card.student_name
     system = teacher_system(persona, card.student_name)
     rows = [{"id": f"{p['id']}-s{s}", "prompt_id": p["id"], "prompt": p["prompt"],

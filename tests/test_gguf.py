@@ -1,0 +1,195 @@
+"""The llama.cpp path on the tiny model: GGUF export (llama.cpp's own converters), parity with MLX,
+persona switching on one loaded base, quantized bases, and the openai engine against a real
+llama.cpp server started here."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+from localchar.config import Sampling
+from localchar.errors import LocalcharError
+
+GREEDY = Sampling(temperature=0.0, max_tokens=32, repetition_penalty=1.0)
+CHATS = [[{"role": "system", "content": "You are a pirate."}, {"role": "user", "content": "How do I make tea?"}],
+         [{"role": "user", "content": "Why is the sky blue today, and will it rain tomorrow?"}],
+         [{"role": "user", "content": "Hi."}]]
+
+
+def cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "localchar.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _random_adapter(model_dir, path, seed, rank=4, scale=20.0):
+    import mlx.core as mx
+    from mlx.utils import tree_map
+    from mlx_lm import load
+
+    from localchar.train.lora import add_lora, save_adapter
+
+    model, _ = load(str(model_dir))
+    params = {"rank": rank, "scale": scale, "dropout": 0.0}
+    add_lora(model, -1, params, seed=seed)
+    mx.random.seed(seed)
+    model.update(tree_map(lambda p: mx.random.normal(p.shape) * 0.05, model.trainable_parameters()))
+    save_adapter(model, path, -1, params)
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_model, tmp_path_factory):
+    d = tmp_path_factory.mktemp("gguf")
+    a = _random_adapter(tiny_model, d / "pirate", 1)
+    b = _random_adapter(tiny_model, d / "poet", 2, rank=2)
+    out = cli("export", "gguf", "--model", tiny_model, "--adapter", a, "--adapter", b, "--out", d / "out")
+    assert out.returncode == 0, out.stderr
+    files = json.loads(out.stdout)
+    return {"model": tiny_model, "adapters": {"pirate": a, "poet": b}, "files": files}
+
+
+def test_export_names_its_files_and_keeps_gemma_turn_markers_single_tokens(exported):
+    from llama_cpp import Llama
+
+    f = exported["files"]
+    assert set(f["loras"]) == {"pirate", "poet"} and f["quant"] == "f16"
+    llm = Llama(model_path=f["base"], vocab_only=True, verbose=False)
+    assert llm.tokenize(b"<start_of_turn>", add_bos=False, special=True) == [4]
+    assert llm.tokenize(b"<end_of_turn>", add_bos=False, special=True) == [5]
+
+
+def test_mlx_and_llama_cpp_agree_token_for_token_with_the_persona_lora(exported, tmp_path):
+    """Greedy tokens identical for 32 tokens on several prompts (f32 GGUF and KV cache: at f16 the
+    random tiny model has near-ties that rounding flips); last-token logits within 0.05 at f16."""
+    import mlx.core as mx
+    from llama_cpp import Llama
+
+    from localchar import gguf
+    from localchar.backends.llama_cpp import LlamaCppEngine
+    from localchar.backends.mlx import MlxEngine
+    from mlx_lm import load
+
+    adapter = exported["adapters"]["pirate"]
+    m = MlxEngine(exported["model"])
+    base32 = gguf.write_base(exported["model"], tmp_path / "base-f32.gguf", "f32")
+    lora32 = gguf.write_lora(adapter, exported["model"], tmp_path / "pirate-f32.gguf", "f32")
+    l = LlamaCppEngine(base32, type_k=0, type_v=0)  # GGML_TYPE_F32 KV cache
+    for chat in CHATS:
+        assert m.render(chat) == l.render(chat)  # the GGUF's template renders what HF's does
+    want = m.generate(CHATS, GREEDY, 0, adapters=[adapter] * 3)
+    assert want == l.generate(CHATS, GREEDY, 0, adapters=[str(lora32)] * 3)
+    assert [u[1] for u in m.last_usage] == [u[1] for u in l.last_usage]
+    assert sum(u[1] for u in m.last_usage) >= 60  # the comparison covers real generations
+
+    l_adapter = exported["files"]["loras"]["pirate"]
+
+    model, _ = load(str(exported["model"]), adapter_path=str(adapter))
+    llm = Llama(model_path=exported["files"]["base"], lora_path=l_adapter, logits_all=True, verbose=False, n_ctx=256)
+    for chat in CHATS:
+        ids = m.render(chat)
+        ref = np.array(model(mx.array([ids]))[0, -1].astype(mx.float32))
+        llm.reset()
+        llm.eval(ids)
+        assert np.abs(np.array(llm.scores[llm.n_tokens - 1]) - ref).max() < 0.05
+
+
+def test_persona_switch_on_one_loaded_base_equals_one_engine_per_adapter(exported):
+    from localchar.backends.llama_cpp import LlamaCppEngine
+
+    model, ad = exported["model"], exported["adapters"]
+    s = Sampling(temperature=0.8, max_tokens=16, repetition_penalty=1.1)
+    mixed = LlamaCppEngine(model)  # a model directory: base and LoRAs converted on first use (cached)
+    rows = [ad["pirate"], ad["poet"], None, ad["pirate"]]
+    chats = [CHATS[0], CHATS[1], CHATS[2], CHATS[1]]
+    got = mixed.generate(chats, s, 7, adapters=rows)
+    assert got == mixed.generate(chats, s, 7, adapters=rows)  # seeded: reproducible
+    for i, a in enumerate(rows):
+        alone = LlamaCppEngine(model, adapter=a)
+        want = alone.generate([chats[i]], s, 7)
+        # per-row seeds depend on the row's place in the call, so compare through a call of the same shape
+        want = alone.generate(chats, s, 7)[i]
+        assert got[i] == want, (i, a)
+
+
+@pytest.mark.parametrize("quant", ["q8_0", "q4_k_m"])
+def test_quantized_base_with_f16_lora_generates(exported, quant, tmp_path):
+    """Quantized GGUFs run (a -march=native build crashes here on them: setup builds with GGML_NATIVE=OFF)."""
+    from localchar.backends.llama_cpp import LlamaCppEngine
+
+    out = cli("export", "gguf", "--model", exported["model"], "--out", tmp_path, "--quant", quant)
+    assert out.returncode == 0, out.stderr
+    e = LlamaCppEngine(json.loads(out.stdout)["base"], adapter=exported["files"]["loras"]["pirate"])
+    assert all(isinstance(t, str) for t in e.generate(CHATS, GREEDY, 0))
+    assert sum(u[1] for u in e.last_usage) > 0
+
+
+def test_export_refuses_an_mlx_quantized_model(tmp_path, tiny_model):
+    q = tmp_path / "q4"
+    subprocess.run([sys.executable, "-m", "mlx_lm", "convert", "--hf-path", str(tiny_model), "--mlx-path", str(q),
+                    "-q", "--q-group-size", "32"], check=True, capture_output=True)
+    out = cli("export", "gguf", "--model", q, "--out", tmp_path / "o")
+    assert out.returncode == 2 and "quantization" in out.stderr and "Traceback" not in out.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(exported):
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", exported["files"]["base"],
+                             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--model_alias", "tiny"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.time() + 120
+    while True:
+        try:
+            urllib.request.urlopen(url + "/models", timeout=2).read()
+            break
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                pytest.fail(f"llama_cpp.server did not start: {proc.stderr.read().decode()[-2000:]}")
+            time.sleep(0.5)
+    yield url
+    proc.terminate()
+    proc.wait(30)
+
+
+def test_openai_engine_runs_the_agent_loop_against_a_local_server(server, exported):
+    out = cli("agent", "run", "--engine", "openai", "--base-url", server, "--max-turns", "2", "--max-tokens", "24",
+              "--temperature", "0.7", "--json")
+    assert out.returncode == 0, out.stderr
+    row = json.loads(out.stdout)
+    assert row["termination"] and row["counts"]["turns"] >= 1 and row["counts"]["completion_tokens"] > 0
+
+
+def test_openai_completions_api_equals_llama_cpp_engine_greedy(server, exported):
+    """api=completions renders the prompt with the model's template here; greedy output then equals
+    our llama_cpp engine on the same GGUF."""
+    from localchar.backends.llama_cpp import LlamaCppEngine
+    from localchar.backends.openai import OpenAIEngine
+
+    o = OpenAIEngine(exported["model"], base_url=server, api="completions", concurrency=2)
+    assert o.model == "tiny"
+    l = LlamaCppEngine(exported["files"]["base"])
+    # the server drops an incomplete UTF-8 byte sequence where we write U+FFFD, as HF tokenizers do
+    assert o.generate(CHATS, GREEDY, 0) == [t.replace("\ufffd", "") for t in l.generate(CHATS, GREEDY, 0)]
+
+
+def test_openai_engine_errors_are_clear():
+    from localchar.backends.openai import OpenAIEngine
+
+    with pytest.raises(LocalcharError, match="no answer after 2 tries"):
+        OpenAIEngine(base_url=f"http://127.0.0.1:{_free_port()}/v1", model="x", retries=1, backoff=0.01,
+                     timeout=2).generate(CHATS[:1], GREEDY, 0)
+    with pytest.raises(LocalcharError, match="adapter"):
+        OpenAIEngine(base_url="http://127.0.0.1:1/v1", model="x").generate(CHATS[:1], GREEDY, 0, adapters=["a"])
