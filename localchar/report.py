@@ -25,7 +25,8 @@ PLOTS = {"chat_vs_agent.png": "Chat vs agent-loop F1 per persona (95% CI)",
 def _num(x: dict | None) -> dict | None:
     if not x:
         return None
-    return {"macro_f1": x["macro_f1"], "accuracy": x.get("accuracy"), "ci95": x.get("ci95"), "n": x.get("n", 0)}
+    return {"macro_f1": x["macro_f1"], "accuracy": x.get("accuracy"), "ci95": x.get("ci95"), "n": x.get("n", 0),
+            "clusters": x.get("clusters")}
 
 
 def results(scores: dict, recipe, model_card, classifier: dict | None = None) -> dict:

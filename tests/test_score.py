@@ -27,10 +27,10 @@ def test_score_counts_emails_and_base_rows_once_per_persona(tmp_path):
     for d in ("classifier", "chat_eval", "agent", "score"):
         (tmp_path / d).mkdir()
     classify.save(clf, tmp_path / "classifier" / "classifier")
-    gens = [{"id": f"full/{p}/eval/x/plain", "variant": "full", "persona": p, "split": "eval", "suffix": None,
-             "response": words[p]} for p in words]
-    gens.append({"id": "base/-/eval/x/plain", "variant": "base", "persona": None, "split": "eval", "suffix": None,
-                 "response": "hello there"})
+    gens = [{"id": f"full/{p}/eval/x/plain", "variant": "full", "persona": p, "split": "eval", "prompt_id": "x",
+             "suffix": None, "response": words[p]} for p in words]
+    gens.append({"id": "base/-/eval/x/plain", "variant": "base", "persona": None, "split": "eval", "prompt_id": "x",
+                 "suffix": None, "response": "hello there"})
     write_jsonl(tmp_path / "chat_eval" / "generations.jsonl", gens)
     rollouts = [{"id": f"loop/full/{p}/s/0", "variant": "full", "persona": p, "rung": "loop",
                  "termination": "end_session", "sent_emails": [{"body": words["poeticism"]}],
@@ -47,6 +47,7 @@ def test_score_counts_emails_and_base_rows_once_per_persona(tmp_path):
     assert s["full"]["agent"]["n"] == 2 and s["full"]["agent"]["per_persona"]["sarcasm"] == 0.0
     assert abs(s["full"]["agent"]["macro_f1"] - (0 + 2 / 3) / 2) < 1e-9
     assert s["base"]["chat"]["n"] == 2           # one base answer, scored against both labels
+    assert s["base"]["chat"]["clusters"] == 1    # ... and resampled as one
     assert s["base"]["agent"]["n"] == 0 and s["base"]["agent"]["macro_f1"] == 0.0
     assert s["full"]["agent_send_rate"] == 1.0 and s["base"]["agent_send_rate"] == 0.0
     assert s["full"]["ladder"]["chat"]["macro_f1"] == 1.0 and s["full"]["ladder"]["chat"]["n"] == 2
@@ -54,3 +55,50 @@ def test_score_counts_emails_and_base_rows_once_per_persona(tmp_path):
     assert s["full"]["gap_chat_agent"]["value"] == 1.0 - s["full"]["agent"]["macro_f1"]
     assert s["full"]["chat_length_matched"]["words"] == 6 and s["full"]["chat_length_matched"]["n"] == 2
     assert s["base"]["chat_length_matched"]["words"] == 0
+
+
+def test_bootstrap_keeps_a_prompts_answers_and_a_base_texts_labels_together(tmp_path):
+    """chat pools each prompt's plain and suffixed answers; when the suffixed ones repeat the plain
+    answer word for word, the pooled set holds no more information than the plain one, and its
+    clustered CI must be the plain CI, not a narrower one. Base texts scored against every label
+    resample as one cluster per text."""
+    from localchar.classify.metrics import bootstrap_cis
+
+    recipe = load_recipe("tiny-all", ['personas=["sarcasm", "poeticism", "humor"]', 'variants=["base", "full"]',
+                                      "score.bootstrap=400"])
+    styles = {"sarcasm": "oh wonderful truly genius what a shock", "poeticism": "moonlit river silver dawn soft tide",
+              "humor": "a pun walks into a bar and orders a joke"}
+    clf = classify.train("tfidf", list(styles.values()) * 3, list(styles) * 3, 0)
+    for d in ("classifier", "chat_eval", "agent", "score"):
+        (tmp_path / d).mkdir()
+    classify.save(clf, tmp_path / "classifier" / "classifier")
+    personas = list(styles)
+    gens = []
+    for suffix in (None, "v0", "v1"):
+        for i in range(24):
+            p = personas[i % 3]
+            # a third of the answers come out in another persona's style: an imperfect score with a real CI
+            text = styles[personas[(i + 1) % 3]] if i % 4 == 0 else styles[p]
+            gens.append({"id": f"full/{p}/eval/q{i}/{suffix or 'plain'}", "variant": "full", "persona": p,
+                         "split": "eval", "prompt_id": f"q{i}", "suffix": suffix, "response": f"{text} {i}"})
+        gens += [{"id": f"base/-/eval/q{i}/{suffix or 'plain'}", "variant": "base", "persona": None, "split": "eval",
+                  "prompt_id": f"q{i}", "suffix": suffix, "response": styles[personas[i % 3]]} for i in range(5)]
+    write_jsonl(tmp_path / "chat_eval" / "generations.jsonl", gens)
+    write_jsonl(tmp_path / "agent" / "rollouts.jsonl", [])
+    score.run(Ctx(tmp_path, recipe))
+    s = json.loads((tmp_path / "score" / "scores.json").read_text())
+    full = s["full"]
+    assert full["chat"]["n"] == 72 and full["chat"]["clusters"] == 24 and full["chat_plain"]["clusters"] == 24
+    assert 0 < full["chat_plain"]["macro_f1"] < 1
+    assert full["chat"]["macro_f1"] == full["chat_plain"]["macro_f1"]
+    assert full["chat"]["ci95"] == full["chat_plain"]["ci95"]
+    assert full["chat"]["per_persona_ci95"] == full["chat_plain"]["per_persona_ci95"]
+    # resampled pair by pair, the same 72 items would claim a clearly narrower interval
+    plain = [g for g in gens if g["variant"] == "full"]
+    truth = [g["persona"] for g in plain]
+    pred = clf.predict([g["response"] for g in plain])
+    naive = bootstrap_cis(truth, pred, personas, 400, recipe.seed)[0]
+    ci = full["chat"]["ci95"]
+    assert naive[1] - naive[0] < 0.8 * (ci[1] - ci[0])
+    base = s["base"]["chat_plain"]
+    assert base["n"] == 15 and base["clusters"] == 5 and s["base"]["chat"]["clusters"] == 5
