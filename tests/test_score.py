@@ -102,3 +102,58 @@ def test_bootstrap_keeps_a_prompts_answers_and_a_base_texts_labels_together(tmp_
     assert naive[1] - naive[0] < 0.8 * (ci[1] - ci[0])
     base = s["base"]["chat_plain"]
     assert base["n"] == 15 and base["clusters"] == 5 and s["base"]["chat"]["clusters"] == 5
+
+
+# ----------------------------------------------------------------------------- mixed-domain classifier
+def _rollouts(scenarios, personas, variants=("base", "distilled", "full"), rungs=("chat", "draft", "single", "loop"),
+              text=lambda p, s, rung: f"{p} {s} {rung}"):
+    out = []
+    for s in scenarios:
+        for v in variants:
+            for p in ([None] if v == "base" else personas):
+                for rung in rungs:
+                    body = text(p or "neutral", s, rung)
+                    sent = [{"body": body}] if rung in ("single", "loop") else []
+                    out.append({"id": f"{rung}/{v}/{p or '-'}/{s}/0", "scenario": s, "variant": v, "persona": p,
+                                "rung": rung, "termination": "end_session", "sent_emails": sent, "outputs": [body]})
+    return out
+
+
+def test_mixed_training_set_keeps_held_out_scenarios_and_eval_prompts_out():
+    import pytest
+
+    from localchar.errors import LocalcharError
+    from localchar.stages.classifier_mixed import split_scenarios, training_set
+
+    personas = ["sarcasm", "poeticism"]
+    gens = [{"id": f"{v}/{p}/{split}/{q}/plain", "variant": v, "persona": p, "split": split, "prompt_id": q,
+             "suffix": None, "response": f"answer {v} {p} {q}"}
+            for v in ("distilled", "full", "prompted") for p in personas
+            for split, q in (("train", "train-0001"), ("train", "train-0002"), ("eval", "eval-0001"))]
+    scenarios = [f"scen{i}" for i in range(10)]
+    rollouts = _rollouts(scenarios, personas)
+    eval_ids = {"eval-0001"}
+    texts, labels, rec = training_set(gens, rollouts, ["distilled", "full"], eval_ids, 0.3, seed=7)
+    train, held = rec["train_scenarios"], rec["held_out_scenarios"]
+    assert len(train) == 3 and len(held) == 7 and sorted(train + held) == scenarios
+    # nothing from a held-out scenario, no eval prompt, no base (unlabelled) or chat-rung output trains it
+    assert not any(h in t for t in texts for h in held)
+    assert not any("eval-0001" in t for t in texts) and "eval-0001" not in rec["train_prompt_ids"]
+    assert not any(t.startswith("neutral") or t.endswith(" chat") or "prompted" in t for t in texts)
+    by_id = {r["id"]: r for r in rollouts}
+    assert rec["train_rollouts"] and all(by_id[i]["scenario"] in train for i in rec["train_rollouts"])
+    assert rec["email_rungs"] == ["draft", "loop", "single"]
+    # the chat rows (2 variants x 2 personas x 2 train prompts), then 3 emails per trained rollout group
+    assert rec["chat_rows"] == 8 and rec["email_rows"] == len(train) * 2 * 2 * 3 == len(texts) - 8
+    assert all(t.split()[0] == l for t, l in zip(texts[8:], labels[8:]))
+    # seeded, and a larger share trains on the smaller share's scenarios and more
+    assert training_set(gens, rollouts, ["distilled", "full"], eval_ids, 0.3, seed=7)[2] == rec
+    assert set(train) < set(split_scenarios(scenarios, 0.6, 7)[0])
+    assert split_scenarios(scenarios, 0.3, 8) != (train, held)
+    assert split_scenarios(["a", "b"], 0.01, 0)[0] and split_scenarios(["a", "b"], 0.99, 0)[1]  # never 0 or all
+    with pytest.raises(LocalcharError, match="two agent scenarios"):
+        split_scenarios(["a"], 0.5, 0)
+    leaky = gens + [{"id": "full/sarcasm/train/eval-0001/plain", "variant": "full", "persona": "sarcasm",
+                     "split": "train", "prompt_id": "eval-0001", "suffix": None, "response": "x"}]
+    with pytest.raises(LocalcharError, match="eval prompt eval-0001"):
+        training_set(leaky, rollouts, ["distilled", "full"], eval_ids, 0.3, seed=7)
