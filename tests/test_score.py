@@ -55,6 +55,7 @@ def test_score_counts_emails_and_base_rows_once_per_persona(tmp_path):
     assert s["full"]["gap_chat_agent"]["value"] == 1.0 - s["full"]["agent"]["macro_f1"]
     assert s["full"]["chat_length_matched"]["words"] == 6 and s["full"]["chat_length_matched"]["n"] == 2
     assert s["base"]["chat_length_matched"]["words"] == 0
+    assert all("mixed_domain" not in v for v in s.values())  # classifier.mixed_share = 0: no such block
 
 
 def test_bootstrap_keeps_a_prompts_answers_and_a_base_texts_labels_together(tmp_path):
@@ -157,3 +158,62 @@ def test_mixed_training_set_keeps_held_out_scenarios_and_eval_prompts_out():
                      "split": "train", "prompt_id": "eval-0001", "suffix": None, "response": "x"}]
     with pytest.raises(LocalcharError, match="eval prompt eval-0001"):
         training_set(leaky, rollouts, ["distilled", "full"], eval_ids, 0.3, seed=7)
+
+
+class StageCtx(Ctx):
+    def __init__(self, tmp, recipe, stage):
+        super().__init__(tmp, recipe)
+        self.stage = stage
+
+    @property
+    def out(self):
+        return self.tmp / self.stage
+
+
+def test_mixed_domain_classifier_is_scored_on_held_out_scenarios_against_the_main_one(tmp_path):
+    """Emails carry the persona in other words than chat answers, and all of them share a phrase of
+    poeticism's chat style: the chat-only classifier reads every email as poeticism, the mixed one,
+    trained on other scenarios' emails, reads them right."""
+    from localchar.config import load_recipe as load
+    from localchar.report import markdown, results
+    from localchar.stages import classifier, classifier_mixed
+
+    recipe = load("tiny-all", ['personas=["sarcasm", "poeticism"]', 'variants=["base", "full"]',
+                               'classifier.train_variants=["full"]', "classifier.mixed_share=0.5",
+                               "score.bootstrap=200"])
+    chat = {"sarcasm": "oh wonderful truly genius what a shock", "poeticism": "moonlit river silver dawn soft tide"}
+    mail = {"sarcasm": "per my last email kindly advise regards moonlit river",
+            "poeticism": "warm wishes dear friend yours ever moonlit river", "neutral": "hello moonlit river"}
+    for d in ("chat_eval", "agent", "classifier", "classifier_mixed", "score"):
+        (tmp_path / d).mkdir()
+    gens = [{"id": f"full/{p}/{split}/{q}/plain", "variant": "full", "persona": p, "split": split, "prompt_id": q,
+             "suffix": None, "response": f"{chat[p]} {q}"}
+            for p in chat for split, q in [("train", f"train-{i:04d}") for i in range(1, 7)] + [("eval", "eval-0001")]]
+    write_jsonl(tmp_path / "chat_eval" / "generations.jsonl", gens)
+    scenarios = [f"scen{i}" for i in range(6)]
+    rollouts = _rollouts(scenarios, list(chat), variants=("base", "full"),
+                         text=lambda p, s, rung: f"{mail[p]} {s}")
+    write_jsonl(tmp_path / "agent" / "rollouts.jsonl", rollouts)
+    classifier.run(StageCtx(tmp_path, recipe, "classifier"))
+    classifier_mixed.run(StageCtx(tmp_path, recipe, "classifier_mixed"))
+    rec = json.loads((tmp_path / "classifier_mixed" / "classifier_summary.json").read_text())
+    held = rec["held_out_scenarios"]
+    assert len(held) == 3 and rec["email_rows"] == 3 * 2 * 3 and rec["chat_rows"] == 12
+    assert not {i.split("/")[3] for i in rec["train_rollouts"]} & set(held)
+    score.run(StageCtx(tmp_path, recipe, "score"))
+    s = json.loads((tmp_path / "score" / "scores.json").read_text())
+    m = s["full"]["mixed_domain"]
+    assert m["held_out_scenarios"] == held and m["train_scenarios"] == rec["train_scenarios"]
+    loop = m["scored"]["loop"]
+    assert loop["main"]["n"] == loop["mixed"]["n"] == len(held) * 2 == loop["main"]["clusters"]
+    assert loop["mixed"]["macro_f1"] == 1.0 and loop["main"]["macro_f1"] == (0 + 2 / 3) / 2
+    assert loop["mixed_minus_main"]["value"] == 1.0 - loop["main"]["macro_f1"] > 0
+    assert loop["mixed_minus_main"]["ci95"][0] > 0
+    assert set(m["scored"]) == {"chat", "draft", "single", "loop"} and m["scored"]["chat"]["main"]["n"] == 2
+    assert s["full"]["agent"]["n"] == len(scenarios) * 2  # the headline still scores every scenario
+    assert s["base"]["mixed_domain"]["scored"]["loop"]["main"]["n"] == len(held) * 2  # one per label
+    res = results(s, recipe, type("Card", (), {"name": "tiny", "hf_id": ""})())
+    assert res["variants"]["full"]["mixed_domain"]["scored"]["loop"]["mixed"]["macro_f1"] == 1.0
+    md = markdown(res)
+    assert "## Mixed-domain classifier" in md and "agent loop (held-out scenarios)" in md
+    assert "3 of 6 agent scenarios" in md

@@ -1,9 +1,11 @@
 """Scores of a classifier on labelled items: macro-F1, accuracy, per-label precision / recall / F1,
-confusion matrix, and seeded percentile-bootstrap confidence intervals on macro-F1 and on the
-difference of two independent macro-F1s. Items are resampled with replacement, or, given `groups`
-(a cluster id per item), whole clusters are: items that share a source (one text scored against
-several labels, the plain and suffixed answers to one prompt, the emails of one rollout) are not
-independent, and resampling them one by one would make the intervals too narrow."""
+confusion matrix, and seeded percentile-bootstrap confidence intervals on macro-F1, on the
+difference of two independent macro-F1s and on that of two classifiers on the same items.
+
+Items are resampled with replacement, or, given `groups` (a cluster id per item), whole clusters
+are: items that share a source (one text scored against several labels, the plain and suffixed
+answers to one prompt, the emails of one rollout) are not independent, and resampling them one by
+one would make the intervals too narrow."""
 
 from __future__ import annotations
 
@@ -100,6 +102,18 @@ def bootstrap_gap_ci(a: tuple[list, list], b: tuple[list, list], labels: list[st
         return None
     ga, gb = groups or (None, None)
     d = _boot(*a, labels, n, seed, ga).mean(axis=1) - _boot(*b, labels, n, seed + 1, gb).mean(axis=1)
+    return _interval(d, alpha)
+
+
+def bootstrap_paired_ci(y_true: list[str], pred_a: list[str], pred_b: list[str], labels: list[str], n: int,
+                        seed: int, alpha: float = 0.05, groups: list | None = None) -> tuple[float, float] | None:
+    """CI of macro-F1(pred_a) - macro-F1(pred_b) for two classifiers on the same items: both are
+    scored on the same resamples (same seed, truth and clusters draw the same items), so what the
+    two share does not widen the interval."""
+    if not y_true or n <= 0:
+        return None
+    d = _boot(y_true, pred_a, labels, n, seed, groups).mean(axis=1) - \
+        _boot(y_true, pred_b, labels, n, seed, groups).mean(axis=1)
     return _interval(d, alpha)
 
 

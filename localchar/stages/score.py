@@ -9,15 +9,21 @@ is scored once against every persona label, which gives the no-persona floor.
 The bootstrap resamples clusters, not single scored pairs: a chat cluster is one eval prompt
 answered by one variant and persona (its plain answer and every suffixed one; a base answer's
 pairs against each persona label), an agent cluster is one rollout (all the emails it sent, or its
-one reply, again against every label for base)."""
+one reply, again against every label for base).
+
+With `classifier.mixed_share` > 0, each variant also gets `mixed_domain`: the outputs of the agent
+scenarios the mixed-domain classifier did not train on (classifier_mixed.py), and the plain chat
+answers, scored by the main and by the mixed classifier on the same items, with the paired
+bootstrap CI of mixed - main."""
 
 from __future__ import annotations
 
 import statistics
 
 from .. import classify
-from ..classify.metrics import bootstrap_cis, bootstrap_gap_ci, confusion, f1_scores, mean_sem
-from ..store import read_jsonl, write_json
+from ..classify.metrics import bootstrap_cis, bootstrap_gap_ci, bootstrap_paired_ci, confusion, f1_scores, mean_sem
+from ..store import read_json, read_jsonl, write_json
+from .classifier_mixed import EMAIL_RUNGS
 
 VERSION = 4
 
@@ -66,6 +72,17 @@ class Scorer:
                 "per_persona_ci95": label_cis, "ci95": ci,
                 "confusion": confusion(truth, pred, self.personas), "_pairs": (truth, pred), "_groups": groups}
 
+    def paired(self, a: dict, b: dict) -> dict:
+        """b - a for two classifiers' scores of the same rows (resampled together)."""
+        if not a["n"]:
+            return {"value": None, "ci95": None}
+        (truth, pred_a), (truth_b, pred_b) = a["_pairs"], b["_pairs"]
+        if truth != truth_b or a["_groups"] != b["_groups"]:
+            raise ValueError("paired scores must be of the same rows")
+        return {"value": b["macro_f1"] - a["macro_f1"],
+                "ci95": bootstrap_paired_ci(truth, pred_b, pred_a, self.personas, self.bootstrap, self.seed,
+                                            groups=a["_groups"])}
+
     def gap(self, a: dict, b: dict) -> dict:
         if not a["n"] or not b["n"]:  # nothing scored on one side: no gap to speak of
             return {"value": None, "ci95": None}
@@ -88,6 +105,24 @@ def rollout_cluster(row: dict) -> tuple:
     return ("rollout", row["id"])
 
 
+def mixed_domain(main: Scorer, mixed: Scorer, chat_rows: list[dict], rollouts: list[dict], rungs: list[str],
+                 record: dict) -> dict:
+    """One variant's comparison of the main and the mixed-domain classifier on the same items: its
+    plain chat answers and its email rungs' outputs on the scenarios held out of mixed training."""
+    held = set(record["held_out_scenarios"])
+    sets = {"chat": [(r["response"], r["persona"], chat_cluster(r)) for r in chat_rows]}
+    for rung in [r for r in EMAIL_RUNGS if r in rungs]:
+        sets[rung] = [(t, r["persona"], rollout_cluster(r)) for r in rollouts
+                      if r["rung"] == rung and r["scenario"] in held for t in r["outputs"]]
+    out = {}
+    for name, rows in sets.items():
+        a, b = main.score(rows), mixed.score(rows)
+        out[name] = {"main": a, "mixed": b, "mixed_minus_main": main.paired(a, b)}
+    return {"scored": out, "held_out_scenarios": record["held_out_scenarios"],
+            "train_scenarios": record["train_scenarios"], "train_chat_rows": record["chat_rows"],
+            "train_email_rows": record["email_rows"], "mixed_share": record["mixed_share"]}
+
+
 def run(ctx):
     recipe = ctx.recipe
     s = Scorer(classify.load(ctx.updir("classifier") / "classifier"), recipe.personas, recipe.score.bootstrap,
@@ -95,6 +130,11 @@ def run(ctx):
     gens = [r for r in read_jsonl(ctx.updir("chat_eval") / "generations.jsonl") if r["split"] == "eval"]
     rollouts = read_jsonl(ctx.updir("agent") / "rollouts.jsonl")
     suffixes = sorted({r["suffix"] for r in gens if r["suffix"]})
+    mixed = record = None
+    if recipe.classifier.mixed_share > 0:  # the classifier_mixed stage is planned: score its held-out items
+        d = ctx.updir("classifier_mixed")
+        mixed = Scorer(classify.load(d / "classifier"), recipe.personas, recipe.score.bootstrap, recipe.seed)
+        record = read_json(d / "classifier_summary.json")
     result = {}
     for v in recipe.variants:
         mine = [r for r in gens if r["variant"] == v]
@@ -124,6 +164,9 @@ def run(ctx):
         res["chat_length_matched"] = {"words": words, **s.score(
             [(_cut(r["response"], words), r["persona"], chat_cluster(r)) for r in mine if not r["suffix"]]
             if words else [])}
+        if mixed:
+            res["mixed_domain"] = mixed_domain(s, mixed, [r for r in mine if not r["suffix"]],
+                                               [r for r in rollouts if r["variant"] == v], recipe.agent.rungs, record)
         result[v] = res
     write_json(ctx.out / "scores.json", _public(result))
 
