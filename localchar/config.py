@@ -164,6 +164,10 @@ class ChatEvalCfg:
 class ClassifierCfg:
     kind: str = "tfidf"               # tfidf | embed | tfidf+embed | modernbert (docs/classifier.md)
     train_variants: list[str] = field(default_factory=lambda: ["prompted", "distilled", "full"])
+    # Mixed-domain ablation (0 = off): this share of the agent scenarios' emails (draft, single and
+    # loop rungs of the train variants) joins the chat training rows of a second classifier; the
+    # rest are scored with both classifiers (docs/classifier.md).
+    mixed_share: float = 0.0
     # modernbert only (the protocol's settings):
     base: str = "answerdotai/ModernBERT-base"
     epochs: float = 1.0
@@ -400,6 +404,12 @@ def _validate(r: Recipe, where: str) -> None:
         if t.grad_checkpoint and t.lora.dropout > 0:
             raise LocalcharError(f"{where}: {stage}.grad_checkpoint with lora.dropout > 0: the recomputed pass would "
                                  "draw a different dropout mask; use one or the other")
+    if not 0 <= r.classifier.mixed_share < 1:
+        raise LocalcharError(f"{where}: classifier.mixed_share: must be in [0, 1) (0 = off), "
+                             f"got {r.classifier.mixed_share}")
+    if r.classifier.mixed_share > 0 and not set(r.agent.rungs) & {"draft", "single", "loop"}:
+        raise LocalcharError(f"{where}: classifier.mixed_share: needs an email rung (draft, single or loop) "
+                             f"in agent.rungs, got {r.agent.rungs}")
     if r.classifier.kind not in ("tfidf", "embed", "tfidf+embed", "modernbert"):
         raise LocalcharError(f"{where}: classifier.kind: must be one of tfidf, embed, tfidf+embed, modernbert; "
                              f"got '{r.classifier.kind}'")

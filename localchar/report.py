@@ -17,6 +17,8 @@ PUBLISHED = {
 }
 HEADLINE = [("chat", "chat_plain", "chat"), ("chat + suffixes", "chat", "chat"),
             ("inbox as chat", "chat", "ladder"), ("draft", "draft", "ladder"), ("single-turn inbox", "single", "ladder"), ("agent loop", "loop", "ladder")]
+MIXED_ROWS = {"chat": "chat (eval prompts)", "draft": "draft (held-out scenarios)",
+              "single": "single-turn inbox (held-out scenarios)", "loop": "agent loop (held-out scenarios)"}
 PLOTS = {"chat_vs_agent.png": "Chat vs agent-loop F1 per persona (95% CI)",
          "ladder.png": "Macro-F1 across the scaffold ladder (95% CI)",
          "confusion.png": "Confusion matrices (rows: true persona, columns: predicted)"}
@@ -25,7 +27,8 @@ PLOTS = {"chat_vs_agent.png": "Chat vs agent-loop F1 per persona (95% CI)",
 def _num(x: dict | None) -> dict | None:
     if not x:
         return None
-    return {"macro_f1": x["macro_f1"], "accuracy": x.get("accuracy"), "ci95": x.get("ci95"), "n": x.get("n", 0)}
+    return {"macro_f1": x["macro_f1"], "accuracy": x.get("accuracy"), "ci95": x.get("ci95"), "n": x.get("n", 0),
+            "clusters": x.get("clusters")}
 
 
 def results(scores: dict, recipe, model_card, classifier: dict | None = None) -> dict:
@@ -47,6 +50,12 @@ def results(scores: dict, recipe, model_card, classifier: dict | None = None) ->
             "chat_per_persona_prf": s["chat_plain"].get("per_persona_prf", {}),
             "chat_confusion": s["chat_plain"]["confusion"], "agent_confusion": s["agent"]["confusion"],
         }
+        if s.get("mixed_domain"):  # the classifier.mixed_share ablation
+            m = s["mixed_domain"]
+            variants[v]["mixed_domain"] = {
+                **{k: x for k, x in m.items() if k != "scored"},
+                "scored": {k: {"main": _num(x["main"]), "mixed": _num(x["mixed"]),
+                               "mixed_minus_main": x["mixed_minus_main"]} for k, x in m["scored"].items()}}
     if classifier:  # the summary minus its audit list of training prompt ids
         classifier = {k: v for k, v in classifier.items() if k != "train_prompt_ids"}
     return {"recipe": recipe.name, "model": model_card.name, "hf_id": model_card.hf_id or None,
@@ -104,6 +113,24 @@ def tables(res: dict) -> list[tuple[str, str, list[str], list[list[str]]]]:
     rows = [[p] + [f"{res['variants'][v]['chat_per_persona'].get(p, 0):.2f} / "
                    f"{res['variants'][v]['agent_per_persona'].get(p, 0):.2f}" for v in names] for p in res["personas"]]
     out.append(("Per persona (F1, chat / agent loop)", "", ["persona"] + names, rows))
+    mixed = {v: r["mixed_domain"] for v, r in res["variants"].items() if r.get("mixed_domain")}
+    if mixed:
+        first = next(iter(mixed.values()))
+        trained, total = len(first["train_scenarios"]), len(first["train_scenarios"]) + len(first["held_out_scenarios"])
+        rows = []
+        for v, m in mixed.items():
+            for what, x in m["scored"].items():
+                d = x["mixed_minus_main"]
+                rows.append([v, MIXED_ROWS.get(what, what), _cell(x["main"]), _cell(x["mixed"]),
+                             f"{d['value']:+.3f} {_ci(d.get('ci95'))}" if d.get("value") is not None else "–"])
+        out.append(("Mixed-domain classifier",
+                    f"A second classifier trained on the same chat answers plus the emails of "
+                    f"{trained} of {total} agent scenarios (classifier.mixed_share = {first['mixed_share']}; "
+                    f"{first['train_email_rows']} emails, {first['train_chat_rows']} chat answers), scored with "
+                    "the main classifier on the same items: the plain chat answers and the outputs of the "
+                    "held-out scenarios only. If mixed beats main on emails, part of the chat → agent drop is "
+                    "the classifier not transferring, not the persona fading. CI of the difference: paired bootstrap.",
+                    ["variant", "scored", "main classifier", "mixed classifier", "mixed − main"], rows))
     return out
 
 

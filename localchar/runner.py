@@ -22,7 +22,10 @@ from .paths import ROOT
 from .progress import console
 from .store import read_json, sha256_json, sha256_tree, write_json
 
-# (stage, fans out over personas, upstream stages). Order is execution order.
+# (stage, fans out over personas, upstream stages). Order is execution order. A stage module with
+# an `enabled(recipe)` that says False is not planned, and drops out of its dependents' upstream
+# (so their keys are what they would be without it): classifier_mixed, the classifier.mixed_share
+# ablation.
 GRAPH = [
     ("model", False, []),
     ("teacher", True, ["model"]),
@@ -35,7 +38,8 @@ GRAPH = [
     ("chat_eval", False, ["model", "dpo", "merge"]),
     ("classifier", False, ["chat_eval"]),
     ("agent", False, ["model", "dpo", "merge"]),
-    ("score", False, ["classifier", "chat_eval", "agent"]),
+    ("classifier_mixed", False, ["chat_eval", "agent"]),
+    ("score", False, ["classifier", "chat_eval", "agent", "classifier_mixed"]),
     ("report", False, ["score", "classifier"]),
 ]
 STAGE_NAMES = [g[0] for g in GRAPH]
@@ -109,9 +113,14 @@ def plan(recipe: C.Recipe, run_dir: Path) -> list[Instance]:
     card_id = C.to_dict(card)
     personas = recipe.personas
     made: dict[str, object] = {}
+    off: set[str] = set()
     out: list[Instance] = []
     for stage, fan, deps in GRAPH:
         mod = stage_module(stage)
+        if not getattr(mod, "enabled", lambda r: True)(recipe):
+            off.add(stage)
+            continue
+        deps = [d for d in deps if d not in off]
         for persona in (personas if fan else [None]):
             up = {d: (made[d][persona] if isinstance(made[d], dict) and fan else made[d]) for d in deps}
             up_keys = {d: ({p: i.key for p, i in u.items()} if isinstance(u, dict) else u.key)

@@ -81,6 +81,55 @@ def test_bootstrap_intervals():
     assert abs(m - 0.6) < 1e-9 and abs(sem - np.std([0.5, 0.7, 0.6], ddof=1) / np.sqrt(3)) < 1e-9
 
 
+def _item_bootstrap(truth, pred, labels, n, seed):
+    """The plain item bootstrap written out directly: the reference the ungrouped path must equal."""
+    rng = np.random.default_rng(seed)
+    yt, yp = np.array(truth), np.array(pred)
+    macro = []
+    for _ in range(n):
+        idx = rng.integers(0, len(yt), len(yt))
+        a, b = yt[idx], yp[idx]
+        f = [2 * np.sum((a == l) & (b == l)) / max(1, np.sum(a == l) + np.sum(b == l)) for l in labels]
+        macro.append(np.mean(f))
+    lo, hi = np.quantile(macro, [0.025, 0.975])
+    return float(lo), float(hi)
+
+
+def test_cluster_bootstrap():
+    labels = ["a", "b", "c"]
+    rng = np.random.default_rng(3)
+    truth = list(rng.choice(labels, 60))
+    pred = [t if rng.random() < 0.6 else str(rng.choice(labels)) for t in truth]
+    # no groups: the plain item bootstrap, unchanged for the same seed
+    ref = _item_bootstrap(truth, pred, labels, 300, 5)
+    assert np.allclose(bootstrap_ci(truth, pred, labels, 300, 5), ref, rtol=0, atol=1e-12)
+    # one cluster per item is the item bootstrap, for every entry point
+    single = [f"item{i}" for i in range(len(truth))]
+    assert bootstrap_ci(truth, pred, labels, 300, 5, groups=single) == bootstrap_ci(truth, pred, labels, 300, 5)
+    assert bootstrap_cis(truth, pred, labels, 300, 5, groups=single) == bootstrap_cis(truth, pred, labels, 300, 5)
+    assert (bootstrap_gap_ci((truth, pred), (pred, truth), labels, 300, 5, groups=(single, None))
+            == bootstrap_gap_ci((truth, pred), (pred, truth), labels, 300, 5))
+    # a perfect classifier stays [1, 1] under clustering
+    assert bootstrap_ci(truth, truth, labels, 200, 0, groups=[i // 4 for i in range(60)]) == (1.0, 1.0)
+    # every item scored k times (e.g. one text against k labels' worth of rows): the ungrouped CI of the
+    # copies is too narrow, the CI with the copies clustered is exactly the original's
+    k = 4
+    dup_t, dup_p, dup_g = truth * k, pred * k, list(range(len(truth))) * k
+    orig = bootstrap_ci(truth, pred, labels, 500, 11)
+    naive = bootstrap_ci(dup_t, dup_p, labels, 500, 11)
+    grouped = bootstrap_ci(dup_t, dup_p, labels, 500, 11, groups=dup_g)
+    assert grouped == orig
+    assert naive[1] - naive[0] < 0.7 * (orig[1] - orig[0])
+    assert (bootstrap_gap_ci((dup_t, dup_p), (truth, pred), labels, 300, 2, groups=(dup_g, None))
+            == bootstrap_gap_ci((truth, pred), (truth, pred), labels, 300, 2))
+    # seeded: same seed, same interval; another seed, another draw
+    g = [i // 3 for i in range(60)]
+    assert bootstrap_cis(truth, pred, labels, 300, 9, groups=g) == bootstrap_cis(truth, pred, labels, 300, 9, groups=g)
+    assert bootstrap_ci(truth, pred, labels, 300, 9, groups=g) != bootstrap_ci(truth, pred, labels, 300, 10, groups=g)
+    with pytest.raises(ValueError, match="groups"):
+        bootstrap_ci(truth, pred, labels, 10, 0, groups=g[:-1])
+
+
 def test_classify_cli(tmp_path):
     def cli(*a):
         return subprocess.run([sys.executable, "-m", "localchar.cli", "classify", *a], capture_output=True, text=True,

@@ -54,3 +54,26 @@ def test_dry_run_plans_without_downloading(name, tmp_path):
     assert out.returncode == 0, out.stderr
     assert "dpo" in out.stdout and "RUN" in out.stdout
     assert not (tmp_path / name).exists()  # a dry run writes nothing
+
+
+def test_mixed_share_is_validated_and_plans_its_stage_only_when_on(tmp_path):
+    from localchar.runner import plan
+
+    f = tmp_path / "mixed.toml"
+    for bad in ("1.0", "-0.1", "2"):
+        f.write_text(f'extends = "tiny-all"\nname = "mixed"\n[classifier]\nmixed_share = {bad}\n')
+        with pytest.raises(LocalcharError, match=r"classifier\.mixed_share: must be in \[0, 1\)") as e:
+            C.load_recipe(str(f))
+        assert str(f) in str(e.value)
+    with pytest.raises(LocalcharError, match=r"classifier\.mixed_share: expected a number"):
+        C.load_recipe("tiny-all", ['classifier.mixed_share="some"'])
+    with pytest.raises(LocalcharError, match="needs an email rung"):
+        C.load_recipe("tiny-all", ["classifier.mixed_share=0.3", 'agent.rungs=["chat"]'])
+    off = {(i.stage, i.persona): i for i in plan(C.load_recipe("tiny-all"), tmp_path)}
+    on = {(i.stage, i.persona): i for i in plan(C.load_recipe("tiny-all", ["classifier.mixed_share=0.3"]), tmp_path)}
+    assert ("classifier_mixed", None) not in off and set(off[("score", None)].upstream) == {"classifier", "chat_eval",
+                                                                                          "agent"}
+    assert set(on) - set(off) == {("classifier_mixed", None)}
+    assert on[("score", None)].upstream["classifier_mixed"] is on[("classifier_mixed", None)]
+    # the option touches nothing but its own stage and what reads it
+    assert {s for s, p in off if off[(s, p)].key != on[(s, p)].key} == {"score", "report"}
