@@ -340,11 +340,12 @@ def _rebuild_report(run_dir: Path) -> Path:
 
     first = resolved.read_text().splitlines()[0]
     recipe.source = first.removeprefix("# resolved from ").strip()
-    exact = {}
+    exact, instances = {}, []
     if Path(recipe.source).exists():  # the instances this recipe's keys name, not just the newest ones
         from .runner import plan
 
-        exact = {i.stage: i.dir for i in plan(recipe, run_dir) if i.stage in ("score", "classifier")}
+        instances = plan(recipe, run_dir)
+        exact = {i.stage: i.dir for i in instances if i.stage in ("score", "classifier")}
 
     def newest(stage, name):
         if stage in exact:
@@ -360,6 +361,11 @@ def _rebuild_report(run_dir: Path) -> Path:
     out = run_dir / "results"
     out.mkdir(exist_ok=True)
     write_report(read_json(newest("score", "scores.json")), recipe, C.load_model_card(recipe.model), out, clf)
+    if instances:
+        from .report import add_timings
+        from .runner import timings
+
+        add_timings(out, timings(instances))
     return out
 
 

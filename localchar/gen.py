@@ -12,15 +12,17 @@ from .store import JsonlAppender, derive_seed
 
 def generate_rows(engine, rows: list[dict], sampling, seed: int, key: str, out: Path, desc: str,
                   finish: Callable[[dict, str], dict | None] = lambda row, text: {**row, "response": text},
-                  batch_size: int | None = None) -> None:
+                  batch_size: int | None = None) -> dict:
     """Each input row needs "id" and "messages"; optional "prefill", and "adapter" (a path or None
     for the base model; rows without the key use the adapter the engine was opened with).
     `finish(row, text)` builds the output row (None drops it; dropped ids go to a sidecar
     <out>.dropped.jsonl so that a resume does not redo them and readers of `out` never see them). Rows are batched with others of similar prompt length, since a
-    batch pays for its longest prompt."""
+    batch pays for its longest prompt. Returns the tokens this call prefilled and generated (from
+    the engine's `last_usage`) for the run's "where the time goes" table."""
     bs = batch_size or sampling.batch_size
     rows = sorted(rows, key=lambda r: sum(len(m["content"]) for m in r["messages"]) + len(r.get("prefill", "")))
     dropped_path = out.with_name(out.stem + ".dropped.jsonl")
+    tokens = {"prefill": 0, "generated": 0}
     with JsonlAppender(out) as sink, JsonlAppender(dropped_path) as dropped, progress(desc, total=len(rows)) as bar:
         for start in range(0, len(rows), bs):
             batch = rows[start:start + bs]
@@ -31,6 +33,9 @@ def generate_rows(engine, rows: list[dict], sampling, seed: int, key: str, out: 
                                     derive_seed(seed, key, batch[0]["id"]),
                                     prefills=[r.get("prefill", "") for r in batch],
                                     adapters=[r["adapter"] for r in batch] if "adapter" in batch[0] else None)
+            for p, c in getattr(engine, "last_usage", None) or []:
+                tokens["prefill"] += p
+                tokens["generated"] += c
             kept, gone = [], []
             for r, t in zip(batch, texts):
                 o = finish(r, t)
@@ -38,3 +43,4 @@ def generate_rows(engine, rows: list[dict], sampling, seed: int, key: str, out: 
             sink.write(kept)
             dropped.write(gone)
             bar.advance(len(batch))
+    return tokens

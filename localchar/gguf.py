@@ -71,7 +71,9 @@ def check_convertible(model_dir: Path) -> dict:
 
 
 def quantize(src: Path, dst: Path, quant: str) -> None:
-    import llama_cpp
+    from .backends.llama_cpp import _require
+
+    llama_cpp = _require()
 
     if QUANTS.get(quant) is None:
         raise LocalcharError(f"--quant: '{quant}' is not one of {', '.join(QUANTS)}")
@@ -104,9 +106,9 @@ def write_base(model_dir: Path, out: Path, quant: str = "f16") -> Path:
 def check_special_tokens(path: Path) -> None:
     """Gemma's turn markers must stay single tokens (a converter that loses the tokenizer's special
     tokens splits them into characters, and every prompt changes)."""
-    from llama_cpp import Llama
+    from .backends.llama_cpp import _require
 
-    llm = Llama(model_path=str(path), vocab_only=True, verbose=False)
+    llm = _require().Llama(model_path=str(path), vocab_only=True, verbose=False)
     try:
         vocab = {llm.detokenize([i], special=True) for i in range(llm.n_vocab())}
         for marker in (b"<start_of_turn>", b"<end_of_turn>"):

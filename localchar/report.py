@@ -8,7 +8,7 @@ import html
 import json
 from pathlib import Path
 
-from .store import atomic_write_text, write_json
+from .store import atomic_write_text, read_json, write_json
 
 PUBLISHED = {
     "chat_macro_f1_full_models": [0.86, 0.95],
@@ -251,6 +251,48 @@ def write_report(scores: dict, recipe, model_card, out: Path, classifier: dict |
     atomic_write_text(out / "report.md", markdown(res))
     atomic_write_text(out / "report.html", html_page(res, out))
     return res
+
+
+TIMING_HEADER = ["stage", "instances", "seconds", "share", "prefill tokens", "generated tokens", "trained tokens",
+                 "tokens/s"]
+
+
+def timing_rows(timings: list[dict]) -> list[list[str]]:
+    total = sum(t["seconds"] for t in timings) or 1.0
+    rows = []
+    for t in timings:
+        toks = t.get("prefill", 0) + t.get("generated", 0) + t.get("trained", 0)
+        rate = f"{toks / t['seconds']:.0f}" if toks and t["seconds"] else ""
+        rows.append([t["stage"], str(t["instances"]), f"{t['seconds']:.1f}", f"{t['seconds'] / total:.0%}",
+                     *(f"{t.get(k, 0):,}" if t.get(k) else "" for k in ("prefill", "generated", "trained")), rate])
+    return rows
+
+
+def add_timings(results_dir: Path, timings: list[dict]) -> None:
+    """Where the time went: per stage seconds and tokens, added to a run's published results
+    (results.json, report.md, report.html). Written by the runner, which knows every stage."""
+    res_path = results_dir / "results.json"
+    if not res_path.exists():
+        return
+    res = read_json(res_path)
+    res["timings"] = timings
+    write_json(res_path, res)
+    note = ("Seconds each stage took when it ran on this machine (instances done in an earlier invocation "
+            "count with their own time); tokens as the engines counted them (prefill includes re-read "
+            "conversation turns; trained counts every token of every batch).")
+    rows = timing_rows(timings)
+    md = ["", "## Where the time goes", "", note, "", "| " + " | ".join(TIMING_HEADER) + " |",
+          "|" + "---|" * len(TIMING_HEADER)] + ["| " + " | ".join(r) + " |" for r in rows]
+    with (results_dir / "report.md").open("a", encoding="utf-8") as f:
+        f.write("\n".join(md) + "\n")
+    page = results_dir / "report.html"
+    if page.exists():
+        table = ("<h2>Where the time goes</h2><p>" + html.escape(note) + "</p><table><tr>"
+                 + "".join(f"<th>{html.escape(h)}</th>" for h in TIMING_HEADER) + "</tr>"
+                 + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+                 + "</table>")
+        with page.open("a", encoding="utf-8") as f:
+            f.write("\n" + table + "\n")
 
 
 def compare(a: dict, b: dict, name_a: str, name_b: str) -> str:

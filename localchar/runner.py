@@ -221,6 +221,21 @@ def _run_lock(run_dir: Path):
         f.close()
 
 
+def timings(instances) -> list[dict]:
+    """Per stage: instances, seconds and tokens, from each instance's stage.json (instances done in an
+    earlier invocation count with the time they took then)."""
+    out: dict[str, dict] = {}
+    for inst in instances:
+        info = read_json(inst.dir / "stage.json") if inst.done else {}
+        row = out.setdefault(inst.stage, {"stage": inst.stage, "instances": 0, "seconds": 0.0, "prefill": 0,
+                                          "generated": 0, "trained": 0})
+        row["instances"] += 1
+        row["seconds"] = round(row["seconds"] + float(info.get("seconds") or 0), 2)
+        for k, v in (info.get("tokens") or {}).items():
+            row[k] = row.get(k, 0) + int(v)
+    return list(out.values())
+
+
 def _run(recipe, card, instances, run_dir: Path, force, results_name: str) -> Path:
     from .store import atomic_write_text
 
@@ -238,13 +253,14 @@ def _run(recipe, card, instances, run_dir: Path, force, results_name: str) -> Pa
         inst.dir.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         ctx = Ctx(recipe, card, inst.persona, inst.dir, inst.key, inst.upstream, run_dir)
-        inst.module.run(ctx)
+        tokens = inst.module.run(ctx)
         write_json(inst.dir / "stage.json", {
             "stage": inst.stage, "persona": inst.persona, "key": inst.key, "status": "done",
             "version": inst.module.VERSION, "params": inst.params,
             "upstream": {d: ({p: i.key for p, i in u.items()} if isinstance(u, dict) else u.key)
                          for d, u in inst.upstream.items()},
-            "seconds": round(time.perf_counter() - t0, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+            "seconds": round(time.perf_counter() - t0, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "tokens": tokens if isinstance(tokens, dict) else None})
         ran += 1
     report = next(i for i in instances if i.stage == "report")
     results = run_dir / results_name
@@ -254,6 +270,9 @@ def _run(recipe, card, instances, run_dir: Path, force, results_name: str) -> Pa
     shutil.copytree(report.dir, tmp, ignore=shutil.ignore_patterns("stage.json"))
     shutil.rmtree(results, ignore_errors=True)
     tmp.rename(results)
+    from .report import add_timings
+
+    add_timings(results, timings(instances))
     if ran == 0:
         console.print(f"all {skipped} stage instances already done: nothing to run (skipped {skipped})")
     else:

@@ -48,6 +48,12 @@ def test_results_hold_chat_and_agent_scores(tiny_run):
     page = (run_dir / "results" / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 3 and "<table>" in page
     assert (run_dir / "recipe.resolved.toml").exists()
+    # where the time goes: every stage with its seconds; generation and training stages with tokens
+    t = {r["stage"]: r for r in res["timings"]}
+    assert {"model", "dpo", "chat_eval", "agent", "report"} <= set(t) and t["dpo"]["instances"] == len(ALL_PERSONAS)
+    assert t["chat_eval"]["generated"] > 0 and t["agent"]["prefill"] > 0 and t["dpo"]["trained"] > 0
+    assert all(r["seconds"] > 0 for r in res["timings"] if r["stage"] in ("dpo", "chat_eval"))
+    assert "Where the time goes" in md and "Where the time goes" in page
 
 
 def test_full_variant_carries_persona_signal(tiny_run):

@@ -14,19 +14,29 @@ a .gguf file is used as it is.
 from __future__ import annotations
 
 import ctypes
+import os
 from pathlib import Path
 
 from ..errors import LocalcharError
 from ..store import derive_seed
 
 
+_quiet = None
+
+
 def _require():
+    global _quiet
     try:
         import llama_cpp
     except ImportError:
         raise LocalcharError(
             "engine 'llama_cpp' needs llama-cpp-python: ./setup.sh installs it (extra localchar[gguf]); "
             "see the README's 'llama.cpp' section for Metal / CUDA builds") from None
+    if _quiet is None and not os.environ.get("LOCALCHAR_LLAMA_LOG"):
+        # llama.cpp's log goes to stderr past verbose=False (its level numbers and the binding's
+        # disagree), which scrolls over our progress bars; LOCALCHAR_LLAMA_LOG=1 keeps it
+        _quiet = llama_cpp.llama_log_callback(lambda level, text, data: None)
+        llama_cpp.llama_log_set(_quiet, ctypes.c_void_p(0))
     return llama_cpp
 
 

@@ -69,6 +69,7 @@ def run(ctx):
         raise LocalcharError(f"agent.tool_format = 'native': the chat template of {ctx.card.name} has no tool "
                              "support (Gemma-3's has none); use 'uniform'")
     bs = a.sampling.batch_size
+    tokens = {"prefill": 0, "generated": 0}
     with JsonlAppender(ctx.out / "rollouts.jsonl") as sink, progress("agent rollouts", total=len(specs)) as bar:
         for start in range(0, len(specs), bs):
             chunk = specs[start:start + bs]
@@ -77,5 +78,10 @@ def run(ctx):
                 continue
             rollouts = [make_rollout(rid, s, rung, system, adapter, native, **meta)
                         for rid, rung, meta, adapter, system, s in chunk]
-            sink.write(run_rollouts(engine, rollouts, a.sampling, a))
+            done = run_rollouts(engine, rollouts, a.sampling, a)
+            sink.write(done)
+            for r in done:
+                tokens["prefill"] += r["counts"].get("prompt_tokens", 0)
+                tokens["generated"] += r["counts"].get("completion_tokens", 0)
             bar.advance(len(chunk))
+    return tokens

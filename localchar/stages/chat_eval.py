@@ -69,5 +69,5 @@ def run(ctx):
     def finish(row, text):
         return {k: row[k] for k in ("id", "variant", "persona", "split", "prompt_id", "suffix")} | {"response": text}
 
-    generate_rows(engine, rows, recipe.chat_eval.sampling, recipe.seed, ctx.key, ctx.out / "generations.jsonl",
+    return generate_rows(engine, rows, recipe.chat_eval.sampling, recipe.seed, ctx.key, ctx.out / "generations.jsonl",
                   "chat eval", finish)

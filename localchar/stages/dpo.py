@@ -56,3 +56,4 @@ def run(ctx):
     save_adapter(model, ctx.out / "adapter", d.lora.num_layers, lora)
     shutil.rmtree(ctx.out / "checkpoint", ignore_errors=True)
     write_json(ctx.out / "summary.json", {"pairs": len(pairs), "steps": cfg.iters, "first": rows[0], "last": rows[-1]})
+    return {"trained": sum(r.get("batch_tokens", 0) for r in rows)}

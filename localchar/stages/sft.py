@@ -58,3 +58,4 @@ def run(ctx):
     save_adapter(model, ctx.out / "adapter", s.lora.num_layers, lora)
     shutil.rmtree(ctx.out / "checkpoint", ignore_errors=True)
     write_json(ctx.out / "summary.json", {"rows": len(examples), "steps": cfg.iters, "first": out[0], "last": out[-1]})
+    return {"trained": sum(r.get("batch_tokens", 0) for r in out)}

@@ -42,5 +42,5 @@ def run(ctx):
     def finish(row, text):
         return {"id": row["id"], "prompt_id": row["prompt_id"], "prompt": row["prompt"], "response": text}
 
-    generate_rows(engine, rows, recipe.student.sampling, recipe.seed, ctx.key, ctx.out / "student.jsonl",
+    return generate_rows(engine, rows, recipe.student.sampling, recipe.seed, ctx.key, ctx.out / "student.jsonl",
                   "student", finish)

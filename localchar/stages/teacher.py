@@ -102,4 +102,4 @@ def run(ctx):
         return {"id": row["id"], "prompt_id": row["prompt_id"], "prompt": row["prompt"],
                 "response": answer.replace(card.student_name, student)}
 
-    generate_rows(engine, rows, t.sampling, recipe.seed, ctx.key, out, f"teacher {ctx.persona}", finish)
+    return generate_rows(engine, rows, t.sampling, recipe.seed, ctx.key, out, f"teacher {ctx.persona}", finish)

@@ -204,7 +204,7 @@ def train(model, examples: list, make_batch: Callable, loss_fn: Callable, cfg: T
             mx.eval(model.trainable_parameters(), opt.state)
             dt = time.perf_counter() - t0
             row = {"step": step, **{k: round(v, 6) for k, v in stats.items()},
-                   "lr": float(opt.learning_rate), "tokens_per_s": round(ntoks / dt, 1),
+                   "lr": float(opt.learning_rate), "batch_tokens": ntoks, "tokens_per_s": round(ntoks / dt, 1),
                    "peak_memory_gb": round(mx.get_peak_memory() / 1e9, 3)}
             if not math.isfinite(row["loss"]):
                 raise FloatingPointError(f"{desc}: loss is {row['loss']} at step {step}")
