@@ -1,5 +1,10 @@
 """mlx-lm engine: one loaded base model; persona adapters are routed per batch row, so one call can
-serve several personas (see batched.py); prompts come from the model's own chat template."""
+serve several personas (see batched.py); prompts come from the model's own chat template.
+
+Keys/values are reused where prompts repeat (prompt_cache.py): rows of one call that share a long
+prefix (a constitution, a scenario's system prompt) prefill it once, and a call that names
+`cache_keys` (one per row, e.g. an agent rollout's id) keeps each row's cache so that the next call
+with the same key prefills only what its prompt adds."""
 
 from __future__ import annotations
 
@@ -8,13 +13,17 @@ from pathlib import Path
 import mlx.core as mx
 
 from . import batched
+from .prompt_cache import PromptCache
 
 
 class MlxEngine:
     name = "mlx"
 
+    # rows of one adapter sharing at least this many leading prompt tokens prefill them once
+    SHARE_PREFIX = 64
+
     def __init__(self, model_path: str | Path, adapter: str | Path | None = None, strength: float = 1.0,
-                 revision: str | None = None):
+                 revision: str | None = None, kv_reuse: bool = True, kv_budget_bytes: int = 2 << 30):
         from mlx_lm import load
 
         from ..hub import resolve_model
@@ -26,6 +35,9 @@ class MlxEngine:
         self._installed: tuple = ()
         self._router = None
         self.last_usage: list[tuple[int, int]] = []  # (prompt, completion) tokens per row of the last call
+        self.last_prefilled: list[int] = []  # prompt tokens per row that went through the model (the rest reused)
+        self.kv_reuse = kv_reuse
+        self.kv = PromptCache(kv_budget_bytes)
 
     @property
     def supports_tools(self) -> bool:
@@ -40,8 +52,10 @@ class MlxEngine:
         return list(ids)
 
     def generate(self, chats: list[list[dict]], sampling, seed: int, prefills: list[str] | None = None,
-                 adapters: list | None = None, tools: list | None = None) -> list[str]:
-        """Complete every chat in one batch; `adapters` gives each row its adapter (None = base)."""
+                 adapters: list | None = None, tools: list | None = None,
+                 cache_keys: list[str] | None = None) -> list[str]:
+        """Complete every chat in one batch; `adapters` gives each row its adapter (None = base).
+        `cache_keys` (one per row) keep each row's keys/values for the next call with that key."""
         from mlx_lm.sample_utils import make_sampler
 
         rows = [str(a) if a else None for a in (adapters or [self.adapter] * len(chats))]
@@ -54,10 +68,22 @@ class MlxEngine:
         sampler = make_sampler(temp=sampling.temperature, top_p=sampling.top_p if sampling.temperature else 0.0)
         mx.random.seed(seed)
         stats: dict = {}
+        keep = bool(cache_keys) and self.kv_reuse
+        identity = [f"{a}@{self.strength}" if a else None for a in rows]  # what a row's values depend on
+        starts = [self.kv.get(k, i) for k, i in zip(cache_keys, identity)] if keep else None
         out = batched.decode(self.model, self.tokenizer, prompts, sampling.max_tokens, sampler, self._router,
                              [slot[a] if a else 0 for a in rows],
-                             repetition_penalty=getattr(sampling, "repetition_penalty", 1.0), stats=stats)
+                             repetition_penalty=getattr(sampling, "repetition_penalty", 1.0), stats=stats,
+                             starts=starts, keep=keep, share_prefix=self.SHARE_PREFIX if self.kv_reuse else 0)
         if out is None:
             raise NotImplementedError(f"{self.model_path}: this architecture's KV cache cannot be batched here")
+        for k, i, row in zip(cache_keys or [], identity, stats.get("rows", [])):
+            row.adapter = i
+            self.kv.put(k, row)
         self.last_usage = [(len(p), n) for p, n in zip(prompts, stats["completion_tokens"])]
+        self.last_prefilled = stats["prefilled_tokens"]
         return out
+
+    def forget(self, cache_keys) -> None:
+        """Drop kept rows (a rollout that has finished)."""
+        self.kv.drop(cache_keys)
