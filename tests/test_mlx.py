@@ -276,3 +276,20 @@ def test_kv_reuse_across_agent_turns_gives_the_same_greedy_text(tiny_model):
     assert len(engine.kv) == 3
     engine.forget(["a", "b"])
     assert len(engine.kv) == 1
+
+
+def test_engine_keeps_installed_personas_so_switching_back_is_routing(tiny_model, tmp_path):
+    from localchar.backends.mlx import MlxEngine
+
+    for name, seed in (("a", 1), ("b", 2), ("c", 3)):
+        model, _ = load(str(tiny_model))
+        _random_adapter(model, tmp_path / name, seed)
+    engine = MlxEngine(tiny_model)
+    a, b, c = (str(tmp_path / n) for n in "abc")
+    engine.use_adapters([a, None])
+    slots = engine.use_adapters([b])
+    router = engine._router
+    assert set(slots) == {a, b}
+    assert engine.use_adapters([a]) == slots and engine._router is router  # nothing reinstalled
+    engine.ADAPTER_BUDGET = 0  # over budget: only what the call needs
+    assert set(engine.use_adapters([None, c])) == {c}

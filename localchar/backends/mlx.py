@@ -13,6 +13,7 @@ from pathlib import Path
 import mlx.core as mx
 
 from . import batched
+from ..train.lora import ADAPTER_FILE
 from .prompt_cache import PromptCache
 
 
@@ -21,6 +22,8 @@ class MlxEngine:
 
     # rows of one adapter sharing at least this many leading prompt tokens prefill them once
     SHARE_PREFIX = 64
+    # installed adapters kept resident (by adapter file size), so that returning to one is free
+    ADAPTER_BUDGET = 1 << 30
 
     def __init__(self, model_path: str | Path, adapter: str | Path | None = None, strength: float = 1.0,
                  revision: str | None = None, kv_reuse: bool = True, kv_budget_bytes: int = 2 << 30):
@@ -59,11 +62,7 @@ class MlxEngine:
         from mlx_lm.sample_utils import make_sampler
 
         rows = [str(a) if a else None for a in (adapters or [self.adapter] * len(chats))]
-        distinct = tuple(dict.fromkeys(a for a in rows if a))
-        if not set(distinct) <= set(self._installed) or self._router is None:
-            self._router = batched.install(self.model, [Path(a) for a in distinct], self.strength)
-            self._installed = distinct
-        slot = {a: i + 1 for i, a in enumerate(self._installed)}
+        slot = self.use_adapters(rows)
         prompts = [self.render(c, prefills[i] if prefills else "", tools) for i, c in enumerate(chats)]
         sampler = make_sampler(temp=sampling.temperature, top_p=sampling.top_p if sampling.temperature else 0.0)
         mx.random.seed(seed)
@@ -83,6 +82,19 @@ class MlxEngine:
         self.last_usage = [(len(p), n) for p, n in zip(prompts, stats["completion_tokens"])]
         self.last_prefilled = stats["prefilled_tokens"]
         return out
+
+    def use_adapters(self, rows: list[str | None]) -> dict[str, int]:
+        """Install what `rows` need and return each adapter's routing slot. Adapters installed
+        earlier stay installed while their files total at most ADAPTER_BUDGET bytes, so a call
+        that returns to an earlier persona only routes rows to it (no switch at all)."""
+        distinct = tuple(dict.fromkeys(a for a in rows if a))
+        if not set(distinct) <= set(self._installed) or self._router is None:
+            union = tuple(a for a in self._installed if a not in distinct) + distinct
+            size = sum((Path(a) / ADAPTER_FILE).stat().st_size for a in union if (Path(a) / ADAPTER_FILE).exists())
+            installed = union if size <= self.ADAPTER_BUDGET else distinct
+            self._router = batched.install(self.model, [Path(a) for a in installed], self.strength)
+            self._installed = installed
+        return {a: i + 1 for i, a in enumerate(self._installed)}
 
     def forget(self, cache_keys) -> None:
         """Drop kept rows (a rollout that has finished)."""
