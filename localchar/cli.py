@@ -33,7 +33,9 @@ def cli(verbose):
 @click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
               help="Where run directories live (runs/<recipe>/...).")
 @click.option("--force", multiple=True, metavar="STAGE", help="Re-run this stage (all its instances) even if done.")
-def recipe(name, list_, dry_run, overrides, runs_dir, force):
+@click.option("--machine", type=click.Choice(["m2max-32", "m4-16"]), default="m2max-32", show_default=True,
+              help="With --dry-run: the Mac the hours are estimated for (docs/real-size.md).")
+def recipe(name, list_, dry_run, overrides, runs_dir, force, machine):
     """Run recipe NAME (a shipped recipe name or a path to a .toml file).
 
     Finished stage instances are skipped; interrupted ones resume. Results land in
@@ -50,7 +52,7 @@ def recipe(name, list_, dry_run, overrides, runs_dir, force):
     from .runner import run
 
     r = config.load_recipe(name, list(overrides))
-    run(r, runs_dir, tuple(force), dry_run)
+    run(r, runs_dir, tuple(force), dry_run, machine=machine)
 
 
 @cli.command()
