@@ -6,11 +6,11 @@ system prompt, a scenario's system prompt) prefill that prefix once instead of o
 
 Workloads: `prompted` is the "prompted" variant of chat_eval and the agent stage: one persona's
 constitution as the system prompt (folded into the first user turn by the Gemma template) and a
-different question per row (~860 tokens per row, ~830 shared). `teacher` is the teacher stage's:
+different question per row (~720 tokens per row, ~690 shared). `teacher` is the teacher stage's:
 the same plus the reasoning prefill, which repeats the traits after the question, so only about
-half of each ~1320-token row is shared. A few greedy tokens each, so prefill dominates. Side by side in one run on one loaded model: MlxEngine with and
-without prefix sharing, interleaved, alternating which goes first; ratio of medians. Greedy, so
-both give the same text (checked).
+half of each ~1320-token row is shared. A few greedy tokens each, so prefill dominates. Side by
+side in one run on one loaded model: MlxEngine with and without prefix sharing, interleaved,
+alternating which goes first; ratio of medians. Greedy, so both give the same text (checked).
 """
 
 import argparse
@@ -67,7 +67,8 @@ def main():
                 prefilled[share] = sum(engine.last_prefilled)
     prompt = sum(p for p, _ in engine.last_usage)
     on, off = statistics.median(secs[True]), statistics.median(secs[False])
-    print(f"{a.workload} workload, {a.model} model, {len(chats)} rows, {prompt // len(chats)} prompt tokens per row, {a.tokens} greedy tokens")
+    print(f"{a.workload} workload, {a.model} model, {len(chats)} rows, {prompt // len(chats)} prompt tokens per row, "
+          f"{a.tokens} greedy tokens")
     print(f"shared-prefix caching is {off / on:.2f}x prefilling every row (target >= 1.5x; prefilled "
           f"{prefilled[True]} of {prompt} prompt tokens; {off:.1f} s vs {on:.1f} s here, median of {a.repeats}; "
           f"same text: {texts[True] == texts[False]})")

@@ -149,9 +149,10 @@ def decode(model, tokenizer, prompts: list[list[int]], max_tokens: int, sampler,
             views[i], use[i] = v, n
     groups = _share_groups(prompts, slots, use, share_prefix) if share_prefix else []
     if groups:
-        for row, n, rows in _prefill_groups(model, prompts, groups, router, windows, prefill_step):
+        for row, n, rows in _prefill_groups(model, prompts, groups, router, prefill_step):
             for i in rows:
-                views[i], use[i] = row.view(n, windows, margin), n
+                if (v := row.view(n, windows, margin)) is not None:
+                    views[i], use[i] = v, n
     if router is not None:
         router.idx = mx.array(slots)
     if any(views) or keep:
@@ -266,7 +267,7 @@ def _share_groups(prompts, slots, use, min_len) -> list[tuple[int, list[int], in
     return groups
 
 
-def _prefill_groups(model, prompts, groups, router, windows, prefill_step):
+def _prefill_groups(model, prompts, groups, router, prefill_step):
     """Prefill each group's shared prefix once (all groups in one batch); yields (RowKV, length, rows)."""
     if router is not None:
         router.idx = mx.array([slot for slot, _, _ in groups])

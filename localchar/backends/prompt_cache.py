@@ -58,7 +58,8 @@ class RowKV:
                 if first > max(0, n - w):
                     return None
                 size = min(n, w + margin)  # what the batch merge expects a cache of this size to hold
-                k, val = c.keys[..., max(first, n - size) - first:n - first, :], c.values[..., max(first, n - size) - first:n - first, :]
+                lo, hi = max(first, n - size) - first, n - first
+                k, val = c.keys[..., lo:hi, :], c.values[..., lo:hi, :]
                 if k.shape[2] < size:  # older than the window: zeros, which the window mask hides
                     pad = [(0, 0), (0, 0), (size - k.shape[2], 0), (0, 0)]
                     k, val = mx.pad(k, pad), mx.pad(val, pad)
