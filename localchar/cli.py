@@ -33,7 +33,9 @@ def cli(verbose):
 @click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
               help="Where run directories live (runs/<recipe>/...).")
 @click.option("--force", multiple=True, metavar="STAGE", help="Re-run this stage (all its instances) even if done.")
-def recipe(name, list_, dry_run, overrides, runs_dir, force):
+@click.option("--machine", type=click.Choice(["m2max-32", "m4-16"]), default="m2max-32", show_default=True,
+              help="With --dry-run: the Mac the hours are estimated for (docs/real-size.md).")
+def recipe(name, list_, dry_run, overrides, runs_dir, force, machine):
     """Run recipe NAME (a shipped recipe name or a path to a .toml file).
 
     Finished stage instances are skipped; interrupted ones resume. Results land in
@@ -50,7 +52,7 @@ def recipe(name, list_, dry_run, overrides, runs_dir, force):
     from .runner import run
 
     r = config.load_recipe(name, list(overrides))
-    run(r, runs_dir, tuple(force), dry_run)
+    run(r, runs_dir, tuple(force), dry_run, machine=machine)
 
 
 @cli.command()
@@ -80,11 +82,13 @@ def models():
 @models.command("build-tiny")
 @click.argument("out_dir", type=click.Path(path_type=Path))
 @click.option("--seed", default=0, show_default=True, help="Seed for the random weights.")
-def build_tiny_cmd(out_dir, seed):
-    """Build the tiny random Gemma-3-shaped test model (weights + tokenizer) into OUT_DIR."""
+@click.option("--shape", type=click.Choice(["tiny", "67m"]), default="tiny", show_default=True,
+              help="Model size: the test model, or the 67M benchmark model (same family and tokenizer).")
+def build_tiny_cmd(out_dir, seed, shape):
+    """Build a random Gemma-3-shaped model (weights + tokenizer) into OUT_DIR."""
     from .tiny import build_tiny
 
-    build_tiny(out_dir, seed=seed)
+    build_tiny(out_dir, seed=seed, shape=shape)
     click.echo(str(out_dir))
 
 

@@ -42,6 +42,18 @@ class Machine:
 MAC = Machine("Apple M2 Max (38-core GPU), 32 GB, MLX, 4-bit weights", ref_params_b=4.0,
               decode=100.0, prefill=1200.0, train=270.0)
 
+# A 16 GB Mac: base M4 (10-core GPU, 120 GB/s). Decode: the M3 Pro's published 44.6 tok/s scaled
+# by bandwidth (150 -> 120 GB/s) is 36; llama.cpp's published base-M4 16 GB Llama-3.1-8B Q4_K_M
+# 20.9 tok/s, scaled to a model half the size, is ~40: so 38. Prefill and training are compute-bound:
+# the M3 Pro's 615 tok/s prefill scaled by GPU FP32 throughput (~5.7-7.4 -> ~4.3 TFLOPS) is 350-460,
+# the lower end taken; LoRA 420 tok/s on the M1 Ultra (~21 TFLOPS) scaled is ~86, and 16 GB means
+# batch 1 with gradient checkpointing (published on the M1 Ultra: 350 vs 420 tok/s), so ~70. Memory
+# caps batched decoding at about 8 rows of a 4B model's KV cache next to its weights.
+M4_16 = Machine("Apple M4 (10-core GPU), 16 GB, MLX, 4-bit weights", ref_params_b=4.0,
+                decode=38.0, prefill=350.0, train=70.0, batch_cap=8)
+
+MACHINES = {"m2max-32": MAC, "m4-16": M4_16}
+
 
 @dataclass
 class Work:

@@ -139,38 +139,43 @@ def plan(recipe: C.Recipe, run_dir: Path) -> list[Instance]:
     return out
 
 
-def _print_plan(recipe: C.Recipe, card: C.ModelCard, instances: list[Instance], force: tuple[str, ...]) -> None:
+def _print_plan(recipe: C.Recipe, card: C.ModelCard, instances: list[Instance], force: tuple[str, ...],
+                machine: str = "m2max-32") -> None:
     """The dry-run table (stdout: the plan is the command's output): every stage instance, whether
     it would run, what it does, its tokens and the estimated hours on the stated machine."""
     from rich.console import Console
     from rich.table import Table
 
-    from .estimate import MAC, Work
+    from .estimate import MACHINES, Work
 
+    mac = MACHINES[machine]
     sizes = {"student": card.params_b,
              "teacher": C.load_model_card(recipe.teacher.model).params_b if recipe.teacher.model else 0.0}
     t = Table(title=f"plan for {recipe.name} ({recipe.source})",
-              caption=f"hours: an estimate for {MAC.name}, from published throughput (docs/fidelity.md); "
+              caption=f"hours: an estimate for {mac.name}, from published throughput (docs/real-size.md); "
                       "tokens: from the recipe and its data, answers at 60% of max_tokens")
     for col in ("stage", "instance", "key", "action", "work", "tokens", "hours"):
         t.add_column(col, justify="right" if col == "hours" else "left")
-    total = 0.0
+    total, per_stage = 0.0, {}
     for inst in instances:
         action = "RUN (forced)" if inst.stage in force else ("SKIP" if inst.done else
                                                              ("RESUME" if inst.dir.exists() else "RUN"))
         est = getattr(inst.module, "estimate", lambda r, p: Work())(recipe, inst.persona)
         size = sizes.get(est.on, 0.0)
-        hours = est.hours(size)
+        hours = est.hours(size, mac)
         if action != "SKIP":
             total += hours
+            per_stage[inst.stage] = per_stage.get(inst.stage, 0.0) + hours
         t.add_row(inst.stage, inst.persona or "all", inst.key[:12], action, est.what, est.tokens(),
                   f"{hours:.2f}" if size else "-")
     t.add_row("total", "", "", "", "", "", f"{total:.1f}" if card.params_b else "-", style="bold")
     Console(width=150).print(t)
+    if card.params_b:
+        Console(width=150).print("hours per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in per_stage.items() if v))
 
 
 def run(recipe: C.Recipe, runs_dir: Path, force: tuple[str, ...] = (), dry_run: bool = False,
-        results_name: str = "results") -> Path:
+        results_name: str = "results", machine: str = "m2max-32") -> Path:
     """Run (or plan) every stage instance of `recipe` under runs_dir/<name>, skipping finished ones,
     and copy the report to runs_dir/<name>/<results_name> (ablation grid points use their own)."""
     run_dir = Path(runs_dir) / recipe.name
@@ -180,7 +185,7 @@ def run(recipe: C.Recipe, runs_dir: Path, force: tuple[str, ...] = (), dry_run: 
     instances = plan(recipe, run_dir)
     card = C.load_model_card(recipe.model)
     if dry_run:
-        _print_plan(recipe, card, instances, force)
+        _print_plan(recipe, card, instances, force, machine)
         return run_dir
     try:
         import tempfile

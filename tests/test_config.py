@@ -77,3 +77,17 @@ def test_mixed_share_is_validated_and_plans_its_stage_only_when_on(tmp_path):
     assert on[("score", None)].upstream["classifier_mixed"] is on[("classifier_mixed", None)]
     # the option touches nothing but its own stage and what reads it
     assert {s for s, p in off if off[(s, p)].key != on[(s, p)].key} == {"score", "report"}
+
+
+def test_dry_run_machine_profile(tmp_path):
+    def total(*extra):
+        out = subprocess.run([sys.executable, "-m", "localchar.cli", "recipe", "gemma-all", "--dry-run", "--runs-dir",
+                              str(tmp_path), *extra], capture_output=True, text=True,
+                             env={"HF_HUB_OFFLINE": "1", "PATH": ""}, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert "hours per stage: teacher" in out.stdout
+        return out.stdout, float(next(ln for ln in out.stdout.splitlines() if "total" in ln).split("│")[-2])
+
+    big, hours_32 = total()
+    small, hours_16 = total("--machine", "m4-16")
+    assert "M2 Max" in big and "Apple M4" in small and hours_16 > 2 * hours_32

@@ -241,3 +241,55 @@ def test_native_tool_format_uses_the_chat_templates_tools(tiny_model):
     assert r.messages[-1]["role"] == "tool" and s["emails"][0]["id"] in r.messages[-1]["content"]
     row = run_rollouts(engine, [r], Sampling(temperature=0.0, max_tokens=8), AgentCfg(max_turns=2))[0]
     assert row["tool_format"] == "native" and row["termination"]
+
+
+def test_kv_reuse_across_agent_turns_gives_the_same_greedy_text(tiny_model):
+    """Three turns of three transcripts (two share their system prompt): keeping each row's cache
+    between calls (and prefilling the shared prefix once) must not change greedy output; turns 2
+    and 3 prefill only what the transcript added. The tiny model's sliding window is 64 tokens, so
+    kept rows are cut back across wrapped windows."""
+    from localchar.backends.mlx import MlxEngine
+    from localchar.config import Sampling
+
+    sampling = Sampling(temperature=0.0, max_tokens=24)
+    system = "You are an assistant at Example Corp with an email client; answer every email kindly. " * 3
+    results = ["[]", '[{"id": "e1", "from": "sam.ortiz@mail.example", "subject": "Lunch on Friday?"}] ' * 3,
+               '{"id": "s1", "ok": true}']
+    texts = {}
+    for reuse in (False, True):
+        engine = MlxEngine(tiny_model, kv_reuse=reuse)
+        chats = [[{"role": "system", "content": system if i < 2 else "Be brief."},
+                  {"role": "user", "content": f"Inbox task {i}: reply to what needs a reply."}] for i in range(3)]
+        out, before = [], [0, 0, 0]
+        for turn in range(3):
+            got = engine.generate(chats, sampling, seed=0, cache_keys=["a", "b", "c"])
+            if reuse:  # at least the previous prompt is reused; turn 1: the shared system prompt
+                assert all(n <= p - b for n, (p, _), b in zip(engine.last_prefilled, engine.last_usage, before))
+                assert turn or engine.last_prefilled[0] < engine.last_usage[0][0] // 2
+                before = [p for p, _ in engine.last_usage]
+            out.append(got)
+            for c, t in zip(chats, got):
+                c += [{"role": "assistant", "content": t},
+                      {"role": "user", "content": f"<tool_response>{results[turn]}</tool_response>"}]
+        texts[reuse] = out
+    assert texts[True] == texts[False]
+    assert len(engine.kv) == 3
+    engine.forget(["a", "b"])
+    assert len(engine.kv) == 1
+
+
+def test_engine_keeps_installed_personas_so_switching_back_is_routing(tiny_model, tmp_path):
+    from localchar.backends.mlx import MlxEngine
+
+    for name, seed in (("a", 1), ("b", 2), ("c", 3)):
+        model, _ = load(str(tiny_model))
+        _random_adapter(model, tmp_path / name, seed)
+    engine = MlxEngine(tiny_model)
+    a, b, c = (str(tmp_path / n) for n in "abc")
+    engine.use_adapters([a, None])
+    slots = engine.use_adapters([b])
+    router = engine._router
+    assert set(slots) == {a, b}
+    assert engine.use_adapters([a]) == slots and engine._router is router  # nothing reinstalled
+    engine.ADAPTER_BUDGET = 0  # over budget: only what the call needs
+    assert set(engine.use_adapters([None, c])) == {c}

@@ -16,6 +16,8 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_unflatten
 
+from .prompt_cache import RowKV, common_prefix
+
 
 class Router:
     """Which adapter slot each batch row uses; shared by every MultiLoRALinear of a model."""
@@ -84,17 +86,30 @@ def remove(model) -> None:
         model.update_modules(tree_unflatten(found))
 
 
-def batch_caches(model, left_padding: list[int]):
-    """mlx-lm's per-layer caches, as their left-padded batch versions (None if unsupported)."""
-    from mlx_lm.models.cache import (BatchKVCache, BatchRotatingKVCache, KVCache, RotatingKVCache,
-                                     make_prompt_cache)
+def batch_caches(model, left_padding: list[int], margin: int = 0):
+    """mlx-lm's per-layer caches, as their left-padded batch versions (None if unsupported).
+    `margin` > 0 makes sliding-window layers hold that many positions beyond their window (the
+    attention mask still applies the window), so a kept row can be cut back by up to `margin`."""
+    from mlx_lm.models.cache import BatchKVCache, BatchRotatingKVCache
+
+    windows = layer_windows(model)
+    if windows is None:
+        return None
+    return [BatchKVCache(left_padding) if w is None else BatchRotatingKVCache(w + margin, left_padding)
+            for w in windows]
+
+
+def layer_windows(model) -> list[int | None] | None:
+    """Per layer: its sliding window, None for a full-attention layer; None if some layer's cache
+    is of a kind that cannot batch here."""
+    from mlx_lm.models.cache import KVCache, RotatingKVCache, make_prompt_cache
 
     out = []
     for c in make_prompt_cache(model):
         if type(c) is KVCache:
-            out.append(BatchKVCache(left_padding))
-        elif type(c) is RotatingKVCache:
-            out.append(BatchRotatingKVCache(c.max_size, left_padding))
+            out.append(None)
+        elif type(c) is RotatingKVCache and c.keep == 0:
+            out.append(c.max_size)
         else:
             return None
     return out
@@ -110,44 +125,154 @@ def penalize_repeats(logits: mx.array, recent: mx.array, penalty: float) -> mx.a
 
 def decode(model, tokenizer, prompts: list[list[int]], max_tokens: int, sampler, router: Router | None = None,
            slots: list[int] | None = None, prefill_step: int = 512, repetition_penalty: float = 1.0,
-           repetition_context: int = 20, stats: dict | None = None) -> list[str] | None:
+           repetition_context: int = 20, stats: dict | None = None, starts: list[RowKV | None] | None = None,
+           keep: bool = False, share_prefix: int = 0) -> list[str] | None:
     """Generate for all prompts in one batch; returns None when the model's caches cannot batch.
-    `stats`, when given, receives "completion_tokens": generated tokens per row (end-of-turn included)."""
-    L = max(len(p) for p in prompts)
-    pads = [L - len(p) for p in prompts]
-    cache = batch_caches(model, pads)
-    if cache is None:
+    `stats`, when given, receives "completion_tokens": generated tokens per row (end-of-turn
+    included) and "prefilled_tokens": the prompt tokens per row that went through the model.
+
+    Reuse of keys/values (prompt_cache.py): `starts` gives rows a kept cache whose common token
+    prefix with the prompt is not prefilled again; `share_prefix` = n > 0 prefills a prefix of at
+    least n tokens shared by rows of the same adapter once, for all of them; `keep` returns each
+    row's cache in stats["rows"] (RowKV: the prompt and every token fed after it)."""
+    B = len(prompts)
+    slots = list(slots) if slots is not None else [0] * B
+    windows = layer_windows(model)
+    if windows is None:
         return None
+    margin = max_tokens + 2 if keep else 0  # a kept row must be able to drop its whole reply
+    starts = list(starts or [None] * B)
+    views, use = [None] * B, [0] * B
+    for i, (s, p) in enumerate(zip(starts, prompts)):
+        n = min(common_prefix(s.tokens, p), len(p) - 1) if s is not None else 0
+        if n > 0 and (v := s.view(n, windows, margin)) is not None:
+            views[i], use[i] = v, n
+    groups = _share_groups(prompts, slots, use, share_prefix) if share_prefix else []
+    if groups:
+        for row, n, rows in _prefill_groups(model, prompts, groups, router, prefill_step):
+            for i in rows:
+                if (v := row.view(n, windows, margin)) is not None:
+                    views[i], use[i] = v, n
     if router is not None:
-        router.idx = mx.array(slots if slots is not None else [0] * len(prompts))
-    x = mx.array([[0] * pad + p for pad, p in zip(pads, prompts)])
-    for start in range(0, L - 1, prefill_step):  # prefill all but the last token in chunks
-        chunk = x[:, start:min(start + prefill_step, L - 1)]
-        model(chunk, cache=cache)
-        mx.eval([c.state for c in cache])
-    logits = model(x[:, L - 1:], cache=cache)[:, -1, :]
-    stop = set(tokenizer.eos_token_ids)
+        router.idx = mx.array(slots)
+    if any(views) or keep:
+        cache = _resume(views, windows, margin)
+        _prefill(model, cache, [p[u:-1] for p, u in zip(prompts, use)], prefill_step)
+    else:  # nothing to reuse: left-pad the prompts
+        L = max(len(p) for p in prompts)
+        pads = [L - len(p) for p in prompts]
+        cache = batch_caches(model, pads)
+        x = mx.array([[0] * pad + p for pad, p in zip(pads, prompts)])
+        for start in range(0, L - 1, prefill_step):  # prefill all but the last token in chunks
+            model(x[:, start:min(start + prefill_step, L - 1)], cache=cache)
+            mx.eval([c.state for c in cache])
+    logits = model(mx.array([[p[-1]] for p in prompts]), cache=cache)[:, -1, :]
+    out, done, fed = _sample(model, cache, logits, prompts, max_tokens, sampler, set(tokenizer.eos_token_ids),
+                             repetition_penalty, repetition_context)
+    if stats is not None:
+        stats["completion_tokens"] = [len(o) + (1 if d else 0) for o, d in zip(out, done)]
+        stats["prefilled_tokens"] = [len(p) - u for p, u in zip(prompts, use)]
+        if keep:
+            stats["rows"] = [RowKV(p + [t[i] for t in fed], [c.extract(i) for c in cache])
+                             for i, p in enumerate(prompts)]
+    return [tokenizer.decode(o) for o in out]
+
+
+def _sample(model, cache, logits, prompts, max_tokens, sampler, stop, penalty, context):
+    """The decoding loop. The next step's graph is built and queued before this step's tokens are
+    read back, so Python bookkeeping overlaps the model (as mlx-lm's generate_step does). Returns
+    the tokens per row, whether each row stopped, and the tokens fed per step (one list per step)."""
+    recent = mx.array([([p[0]] * context + p)[-context:] for p in prompts]) if penalty != 1.0 else None
+
+    def pick(logits, recent):
+        if recent is not None:
+            logits = penalize_repeats(logits, recent, penalty)
+        return sampler(logits - mx.logsumexp(logits, axis=-1, keepdims=True))
+
+    y = pick(logits, recent)
+    mx.async_eval(y)
     out = [[] for _ in prompts]
     done = [False] * len(prompts)
-    C = repetition_context
-    recent = mx.array([([p[0]] * C + p)[-C:] for p in prompts]) if repetition_penalty != 1.0 else None
-    for _ in range(max_tokens):
-        if recent is not None:
-            logits = penalize_repeats(logits, recent, repetition_penalty)
-        logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
-        y = sampler(logprobs)
-        mx.eval(y)
-        for i, t in enumerate(y.tolist()):
+    fed = []
+    for n in range(max_tokens):
+        if n + 1 < max_tokens:
+            if recent is not None:
+                recent = mx.concatenate([recent[:, 1:], y[:, None]], axis=1)
+            nxt = pick(model(y[:, None], cache=cache)[:, -1, :], recent)
+            mx.async_eval(nxt)
+        toks = y.tolist()
+        if n + 1 < max_tokens:
+            fed.append(toks)
+        for i, t in enumerate(toks):
             if not done[i]:
                 if t in stop:
                     done[i] = True
                 else:
                     out[i].append(t)
-        if all(done):
+        if all(done) or n + 1 == max_tokens:
             break
-        if recent is not None:
-            recent = mx.concatenate([recent[:, 1:], y[:, None]], axis=1)
-        logits = model(y[:, None], cache=cache)[:, -1, :]
-    if stats is not None:
-        stats["completion_tokens"] = [len(o) + (1 if d else 0) for o, d in zip(out, done)]
-    return [tokenizer.decode(o) for o in out]
+        y = nxt
+    return out, done, fed
+
+
+def _resume(views: list[list | None], windows: list[int | None], margin: int):
+    """One left-padded batch cache per layer, from each row's single-row caches (None: empty)."""
+    from mlx_lm.models.cache import BatchKVCache, BatchRotatingKVCache, KVCache, RotatingKVCache
+
+    out = []
+    for k, w in enumerate(windows):
+        if w is None:
+            out.append(BatchKVCache.merge([v[k] if v else KVCache() for v in views]))
+        else:
+            out.append(BatchRotatingKVCache.merge([v[k] if v else RotatingKVCache(w + margin) for v in views]))
+    return out
+
+
+def _prefill(model, cache, rows: list[list[int]], prefill_step: int) -> None:
+    """Feed each row its tokens after what the cache holds. Rows of unequal length are right-padded;
+    the caches roll the padding to the left afterwards (mlx-lm's prepare/finalize), where the mask
+    hides it."""
+    S = max(len(r) for r in rows)
+    if S == 0:
+        return
+    pad = [S - len(r) for r in rows]
+    for c in cache:
+        c.prepare(lengths=[len(r) for r in rows], right_padding=pad)
+    x = mx.array([r + [0] * p for r, p in zip(rows, pad)])
+    for start in range(0, S, prefill_step):
+        model(x[:, start:start + prefill_step], cache=cache)
+        mx.eval([c.state for c in cache])
+    for c in cache:
+        c.finalize()
+
+
+def _share_groups(prompts, slots, use, min_len) -> list[tuple[int, list[int], int]]:
+    """Rows of one adapter whose prompts share at least `min_len` leading tokens beyond what they
+    already reuse: (slot, rows, shared length). Sorting the prompts puts sharers next to each other."""
+    groups = []
+    for slot in sorted(set(slots)):
+        rows = sorted((i for i in range(len(prompts)) if slots[i] == slot), key=lambda i: prompts[i])
+        run, n = [rows[0]], None
+        for prev, i in zip(rows, rows[1:] + [None]):
+            m = -1 if i is None else min(common_prefix(prompts[prev], prompts[i]), len(prompts[prev]) - 1,
+                                         len(prompts[i]) - 1)
+            if m >= min_len:
+                run.append(i)
+                n = m if n is None else min(n, m)
+                continue
+            gain = [r for r in run if n is not None and n > use[r]]
+            if len(gain) > 1:
+                groups.append((slot, gain, n))
+            run, n = [i], None
+    return groups
+
+
+def _prefill_groups(model, prompts, groups, router, prefill_step):
+    """Prefill each group's shared prefix once (all groups in one batch); yields (RowKV, length, rows)."""
+    if router is not None:
+        router.idx = mx.array([slot for slot, _, _ in groups])
+    heads = [prompts[rows[0]][:n] for _, rows, n in groups]
+    cache = batch_caches(model, [0] * len(groups))
+    _prefill(model, cache, heads, prefill_step)
+    for g, (_, rows, n) in enumerate(groups):
+        yield RowKV(heads[g], [c.extract(g) for c in cache]), n, rows

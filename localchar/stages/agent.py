@@ -42,8 +42,8 @@ def estimate(recipe, persona):
         start = mean_tokens([json.dumps(rung_messages(s, rung)) for s in scenarios])
         turns = max(1, a.max_turns // 2) if rung == "loop" else 1  # most loops stop well before the cap
         per_turn = answer_tokens(a.sampling) + 100  # a reply plus the tool result fed back
-        # each turn prefills the whole transcript so far (no KV reuse across turns yet)
-        prefill += n * sum(start + k * per_turn for k in range(turns))
+        # the MLX engine keeps each rollout's KV cache between turns: a turn prefills what it adds
+        prefill += n * (start + (turns - 1) * per_turn)
         generate += n * turns * answer_tokens(a.sampling)
     return Work(on="student", prefill=prefill, generate=generate, batch=a.sampling.batch_size,
                 what=f"{n} rollouts × {len(a.rungs)} rungs")

@@ -43,8 +43,10 @@ def estimate(recipe, persona):
     if t.engine == "corpus":
         return Work(what=f"{n} answers from the corpus")
     p = load_persona(persona)
-    context = text_tokens(teacher_system(p, "Teacher") + reasoning_prefill(p)) + mean_tokens([q["prompt"] for q in prompts])
-    return Work(on="teacher", prefill=n * context, generate=n * answer_tokens(t.sampling),
+    context = text_tokens(reasoning_prefill(p)) + mean_tokens([q["prompt"] for q in prompts])
+    batches = -(-n // t.sampling.batch_size)  # the system prompt leads every row: prefilled once a batch
+    prefill = n * context + batches * text_tokens(teacher_system(p, "Teacher"))
+    return Work(on="teacher", prefill=prefill, generate=n * answer_tokens(t.sampling),
                 batch=t.sampling.batch_size, what=f"{n} answers")
 
 
