@@ -99,3 +99,75 @@ def mean_tokens(texts: list[str]) -> float:
 
 def answer_tokens(sampling) -> float:
     return FILL * sampling.max_tokens
+
+
+# --- rates measured on this machine ---------------------------------------------------------------
+GENERATION_STAGES = ("student", "introspection", "chat_eval", "agent")
+TRAINING_STAGES = ("dpo", "sft")
+
+
+@dataclass(frozen=True)
+class Measured:
+    """Throughput a finished run of this model card measured here: generation (prompt + generated
+    tokens per second of generation-stage wall time, at the recipe's own batch sizes) and training
+    tokens per second. Used by the dry-run next to the published-rate estimate."""
+    name: str
+    gen: float
+    train: float
+    params_b: float
+
+    def hours(self, work: Work, params_b: float) -> float:
+        scale = params_b / self.params_b if self.params_b and params_b else 1.0
+        s = (work.prefill + work.generate) / self.gen if self.gen else 0.0
+        s += work.train / self.train if self.train else 0.0
+        return s * scale / 3600
+
+
+def _rates_file():
+    from .gguf import cache_root
+
+    return cache_root() / "rates.json"
+
+
+def _rates_key(card_name: str, engine: str) -> str:
+    import platform
+
+    return f"{platform.node()}|{card_name}|{engine}"
+
+
+def record_rates(card, engine: str, timings: list[dict], run_dir) -> None:
+    """Keep what a run measured (per host, model card and engine) for later dry-runs."""
+    import time
+
+    from .store import read_json, write_json
+
+    t = {r["stage"]: r for r in timings}
+    gen_s = sum(t[s]["seconds"] for s in GENERATION_STAGES if s in t)
+    gen_tok = sum(t[s].get("prefill", 0) + t[s].get("generated", 0) for s in GENERATION_STAGES if s in t)
+    tr_s = sum(t[s]["seconds"] for s in TRAINING_STAGES if s in t)
+    tr_tok = sum(t[s].get("trained", 0) for s in TRAINING_STAGES if s in t)
+    if gen_s < 1 or tr_s < 1 or not gen_tok or not tr_tok:
+        return  # too little ran in this invocation to say anything
+    path = _rates_file()
+    try:
+        rates = read_json(path) if path.exists() else {}
+    except Exception:  # a damaged cache file is rebuilt, never fatal
+        rates = {}
+    rates[_rates_key(card.name, engine)] = {"gen": round(gen_tok / gen_s, 1), "train": round(tr_tok / tr_s, 1),
+                                            "params_b": card.params_b, "run": str(run_dir),
+                                            "date": time.strftime("%Y-%m-%d")}
+    write_json(path, rates)
+
+
+def measured(card, engine: str) -> Measured | None:
+    from .store import read_json
+
+    path = _rates_file()
+    try:
+        r = (read_json(path) if path.exists() else {}).get(_rates_key(card.name, engine))
+    except Exception:
+        return None
+    if not r:
+        return None
+    return Measured(f"this machine ({engine}, measured {r['date']} in {r['run']})", r["gen"], r["train"],
+                    r.get("params_b") or 0.0)

@@ -156,7 +156,11 @@ def _print_plan(recipe: C.Recipe, card: C.ModelCard, instances: list[Instance], 
                       "tokens: from the recipe and its data, answers at 60% of max_tokens")
     for col in ("stage", "instance", "key", "action", "work", "tokens", "hours"):
         t.add_column(col, justify="right" if col == "hours" else "left")
-    total, per_stage = 0.0, {}
+    from .backends import resolve
+    from .estimate import measured
+
+    here = measured(card, resolve(recipe.engine))
+    total, per_stage, here_total = 0.0, {}, 0.0
     for inst in instances:
         action = "RUN (forced)" if inst.stage in force else ("SKIP" if inst.done else
                                                              ("RESUME" if inst.dir.exists() else "RUN"))
@@ -166,12 +170,16 @@ def _print_plan(recipe: C.Recipe, card: C.ModelCard, instances: list[Instance], 
         if action != "SKIP":
             total += hours
             per_stage[inst.stage] = per_stage.get(inst.stage, 0.0) + hours
+            here_total += here.hours(est, size) if here and est.on == "student" else hours
         t.add_row(inst.stage, inst.persona or "all", inst.key[:12], action, est.what, est.tokens(),
                   f"{hours:.2f}" if size else "-")
     t.add_row("total", "", "", "", "", "", f"{total:.1f}" if card.params_b else "-", style="bold")
     Console(width=150).print(t)
     if card.params_b:
         Console(width=150).print("hours per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in per_stage.items() if v))
+    if here:
+        Console(width=150).print(f"with the rates of {here.name}: {here_total * 60:.1f} min "
+                                 "(student work at the measured rates, the rest as above)")
 
 
 def run(recipe: C.Recipe, runs_dir: Path, force: tuple[str, ...] = (), dry_run: bool = False,
@@ -275,9 +283,14 @@ def _run(recipe, card, instances, run_dir: Path, force, results_name: str) -> Pa
     shutil.copytree(report.dir, tmp, ignore=shutil.ignore_patterns("stage.json"))
     shutil.rmtree(results, ignore_errors=True)
     tmp.rename(results)
+    from .backends import resolve
+    from .estimate import record_rates
     from .report import add_timings
 
-    add_timings(results, timings(instances))
+    spent = timings(instances)
+    add_timings(results, spent)
+    if ran:
+        record_rates(card, resolve(recipe.engine), spent, run_dir)
     if ran == 0:
         console.print(f"all {skipped} stage instances already done: nothing to run (skipped {skipped})")
     else:

@@ -54,6 +54,10 @@ def test_results_hold_chat_and_agent_scores(tiny_run):
     assert t["chat_eval"]["generated"] > 0 and t["agent"]["prefill"] > 0 and t["dpo"]["trained"] > 0
     assert all(r["seconds"] > 0 for r in res["timings"] if r["stage"] in ("dpo", "chat_eval"))
     assert "Where the time goes" in md and "Where the time goes" in page
+    # the run left its measured rates for the dry-run
+    out = subprocess.run([sys.executable, "-m", "localchar.cli", "recipe", "tiny-all", "--dry-run", "--runs-dir",
+                          str(run_dir.parent)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "with the rates of this machine (mlx, measured" in out.stdout, out.stdout[-2000:]
 
 
 def test_full_variant_carries_persona_signal(tiny_run):
