@@ -80,11 +80,13 @@ def models():
 @models.command("build-tiny")
 @click.argument("out_dir", type=click.Path(path_type=Path))
 @click.option("--seed", default=0, show_default=True, help="Seed for the random weights.")
-def build_tiny_cmd(out_dir, seed):
-    """Build the tiny random Gemma-3-shaped test model (weights + tokenizer) into OUT_DIR."""
+@click.option("--shape", type=click.Choice(["tiny", "67m"]), default="tiny", show_default=True,
+              help="Model size: the test model, or the 67M benchmark model (same family and tokenizer).")
+def build_tiny_cmd(out_dir, seed, shape):
+    """Build a random Gemma-3-shaped model (weights + tokenizer) into OUT_DIR."""
     from .tiny import build_tiny
 
-    build_tiny(out_dir, seed=seed)
+    build_tiny(out_dir, seed=seed, shape=shape)
     click.echo(str(out_dir))
 
 

@@ -3,6 +3,9 @@ the project's own committed text, Gemma special-token ids and the Gemma chat tem
 
 6 layers with sliding-window pattern 6 (llama.cpp assumes Gemma 3's pattern 6; mlx-lm indexes
 cache[pattern - 1]). Builds in about a second, no download.
+
+`shape="67m"` builds a larger model of the same family for benchmarks (see SHAPES), with the same
+tokenizer and files: loadable by mlx-lm and by transformers, convertible to GGUF.
 """
 
 from __future__ import annotations
@@ -47,6 +50,16 @@ PROTOCOL_LINES = [
 ]
 SPECIAL = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]
 
+# Named sizes on top of the tiny model card's defaults (config.TinyBuild). "67m" is Gemma-3-270M's
+# block (hidden 640, 4 query heads, 1 KV head, head_dim 256, MLP 2048, sliding window 512) with 12
+# of its 18 layers and our 4k-piece vocabulary instead of its 262k one: 66.9M parameters in the
+# blocks, 69.5M with the tied embedding (no lm_head, as in Gemma 3). Big enough that matmuls, not
+# Python, cost the time.
+SHAPES = {
+    "tiny": {},
+    "67m": {"hidden_size": 640, "num_hidden_layers": 12, "intermediate_size": 2048, "num_attention_heads": 4,
+            "num_key_value_heads": 1, "head_dim": 256, "sliding_window": 512, "tie_embeddings": True},
+}
 
 
 def corpus_files() -> list[Path]:
@@ -108,8 +121,9 @@ def build_tokenizer(out: Path, vocab_pieces: int = 2048, seed: int = 0):
     return tok
 
 
-def build_tiny(out: Path, seed: int = 0, **overrides) -> Path:
-    """Random weights + tokenizer; sizes default to the tiny model card's schema (config.TinyBuild)."""
+def build_tiny(out: Path, seed: int = 0, shape: str = "tiny", **overrides) -> Path:
+    """Random weights + tokenizer; sizes default to the tiny model card's schema (config.TinyBuild),
+    then the named `shape` (SHAPES), then `overrides`. Sliding-window pattern stays 6."""
     import dataclasses
 
     import mlx.core as mx
@@ -117,7 +131,10 @@ def build_tiny(out: Path, seed: int = 0, **overrides) -> Path:
 
     from .config import TinyBuild
 
-    c = {**dataclasses.asdict(TinyBuild()), **overrides}
+    if shape not in SHAPES:
+        raise ValueError(f"unknown model shape {shape!r} (shapes: {', '.join(SHAPES)})")
+    c = {**dataclasses.asdict(TinyBuild()), "num_key_value_heads": 1, "sliding_window": 64,
+         **SHAPES[shape], **overrides}
     out = Path(out)
     tok = build_tokenizer(out, c["vocab_pieces"], seed)
     eot = tok.convert_tokens_to_ids("<end_of_turn>")
@@ -125,10 +142,10 @@ def build_tiny(out: Path, seed: int = 0, **overrides) -> Path:
         "model_type": "gemma3_text", "architectures": ["Gemma3ForCausalLM"],
         "hidden_size": c["hidden_size"], "num_hidden_layers": c["num_hidden_layers"],
         "intermediate_size": c["intermediate_size"], "num_attention_heads": c["num_attention_heads"],
-        "num_key_value_heads": 1, "head_dim": c["head_dim"],
+        "num_key_value_heads": c["num_key_value_heads"], "head_dim": c["head_dim"],
         "query_pre_attn_scalar": c["head_dim"], "rms_norm_eps": 1e-6, "vocab_size": len(tok),
         "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0,
-        "sliding_window": 64, "sliding_window_pattern": 6,
+        "sliding_window": c["sliding_window"], "sliding_window_pattern": 6,
         "rope_scaling": {"factor": 8.0, "rope_type": "linear"}, "max_position_embeddings": 4096,
         "bos_token_id": 2, "eos_token_id": [1, eot], "pad_token_id": 0,
         "hidden_activation": "gelu_pytorch_tanh", "torch_dtype": "float32",
@@ -137,7 +154,15 @@ def build_tiny(out: Path, seed: int = 0, **overrides) -> Path:
     mx.random.seed(seed)
     Model, ModelArgs = _get_classes(config)
     model = Model(ModelArgs.from_dict(config))
+    if c.get("tie_embeddings"):  # as Gemma 3 does: no lm_head in the files, both loaders tie
+        model.sanitize({})
     mx.eval(model.parameters())
     save_model(out, model)
     save_config(dict(config), out / "config.json")
     return out
+
+
+def count_params(model) -> int:
+    from mlx.utils import tree_flatten
+
+    return sum(v.size for _, v in tree_flatten(model.parameters()))
