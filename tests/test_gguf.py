@@ -3,6 +3,7 @@ persona switching on one loaded base, quantized bases, and the openai engine aga
 llama.cpp server started here."""
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -99,21 +100,132 @@ def test_mlx_and_llama_cpp_agree_token_for_token_with_the_persona_lora(exported,
 
 
 def test_persona_switch_on_one_loaded_base_equals_one_engine_per_adapter(exported):
+    """One row at a time and no kept keys/values, so that every row is computed the same way in
+    both engines: at f16, llama.cpp's matmuls round differently with the batch width (see below)."""
     from localchar.backends.llama_cpp import LlamaCppEngine
 
     model, ad = exported["model"], exported["adapters"]
     s = Sampling(temperature=0.8, max_tokens=16, repetition_penalty=1.1)
-    mixed = LlamaCppEngine(model)  # a model directory: base and LoRAs converted on first use (cached)
+    kw = {"slots": 1, "kv_reuse": False}
+    mixed = LlamaCppEngine(model, **kw)  # a model directory: base and LoRAs converted on first use (cached)
     rows = [ad["pirate"], ad["poet"], None, ad["pirate"]]
     chats = [CHATS[0], CHATS[1], CHATS[2], CHATS[1]]
     got = mixed.generate(chats, s, 7, adapters=rows)
     assert got == mixed.generate(chats, s, 7, adapters=rows)  # seeded: reproducible
     for i, a in enumerate(rows):
-        alone = LlamaCppEngine(model, adapter=a)
-        want = alone.generate([chats[i]], s, 7)
+        alone = LlamaCppEngine(model, adapter=a, **kw)
         # per-row seeds depend on the row's place in the call, so compare through a call of the same shape
         want = alone.generate(chats, s, 7)[i]
         assert got[i] == want, (i, a)
+
+
+@pytest.fixture(scope="module")
+def q8(exported):
+    """A q8_0 base: on it llama.cpp's CPU kernels give a row the same numbers whatever else is in its
+    batch (activations are quantized row by row); f16/f32 matmuls pick kernels by batch width and
+    round differently, so there rows agree only up to float rounding, as in the MLX engine."""
+    from localchar import gguf
+
+    return str(gguf.base_gguf(exported["model"], "q8_0"))
+
+
+def test_batched_greedy_equals_one_row_at_a_time(q8):
+    from localchar.backends.llama_cpp import LlamaCppEngine
+
+    chats = CHATS + [[{"role": "user", "content": "Tell me about the sea, the wind and the " + "long " * 200 + "road."}]]
+    batched = LlamaCppEngine(q8, slots=4, n_batch=128)  # the long prompt is prefilled over several batches
+    got = batched.generate(chats, GREEDY, 0)
+    alone = LlamaCppEngine(q8, slots=1, kv_reuse=False)
+    assert got == [alone.generate([c], GREEDY, 0)[0] for c in chats]
+    assert sum(u[1] for u in batched.last_usage) >= 60
+    # more rows than slots: later rows take the slots of rows that finished
+    narrow = LlamaCppEngine(q8, slots=2)
+    assert narrow.generate(chats, GREEDY, 0) == got
+
+
+def test_a_sampled_row_does_not_depend_on_its_batch_companions(q8):
+    from localchar.backends.llama_cpp import LlamaCppEngine
+
+    s = Sampling(temperature=0.9, top_p=0.95, max_tokens=24, repetition_penalty=1.1)
+    e = LlamaCppEngine(q8, slots=4)
+    a = e.generate([CHATS[0], CHATS[1], CHATS[2]], s, 3)
+    b = e.generate([CHATS[0], CHATS[2], [{"role": "user", "content": "Something else entirely."}]], s, 3)
+    c = LlamaCppEngine(q8, slots=1, kv_reuse=False).generate([CHATS[0]], s, 3)
+    assert a[0] == b[0] == c[0]  # same seed, same row index: same text, whatever shares the batch
+    assert a == e.generate([CHATS[0], CHATS[1], CHATS[2]], s, 3)  # reproducible, keys/values kept or not
+
+
+def test_cache_keys_keep_a_rollout_transcript_and_prefill_only_the_new_turn(q8):
+    """Three turns of two transcripts: kept slots give the same greedy text as prefilling everything,
+    and prefill only what each turn adds (a reply re-rendered from its text can tokenize differently:
+    the slot is rolled back to the prefix they share)."""
+    from localchar.backends.llama_cpp import LlamaCppEngine
+
+    kept, fresh = LlamaCppEngine(q8, slots=4), LlamaCppEngine(q8, slots=4, kv_reuse=False)
+    assert kept.kv_reuse and not fresh.kv_reuse
+    tool = '<tool_response>{"id": "e%d", "from": "sam@mail.example", "body": "%s"}</tool_response>'
+    chats = [[CHATS[0][0], {"role": "user", "content": "Read my inbox."}],
+             [{"role": "user", "content": "Read my inbox, then answer Sam."}]]
+    for turn in range(3):
+        got = kept.generate(chats, GREEDY, turn, cache_keys=["a", "b"])
+        assert got == fresh.generate(chats, GREEDY, turn, cache_keys=["a", "b"])
+        prompts = [u[0] for u in kept.last_usage]
+        if turn:
+            assert all(0 < p < n - 10 for p, n in zip(kept.last_prefilled, prompts)), (kept.last_prefilled, prompts)
+        assert fresh.last_prefilled == prompts
+        for k, (c, t) in enumerate(zip(chats, got)):
+            c += [{"role": "assistant", "content": t},
+                  {"role": "user", "content": tool % (turn, "The meeting moved to Friday at ten. " * (k + 2))}]
+    kept.forget(["a", "b"])
+    assert not kept._keys
+    with pytest.raises(LocalcharError, match="distinct"):
+        kept.generate(chats, GREEDY, 0, cache_keys=["a", "a"])
+
+
+def test_a_kept_slot_past_the_sliding_window_computes_what_a_full_prefill_does(exported, monkeypatch):
+    """The tiny model's window is 64 tokens; with n_batch 16 its window layers cache 256 tokens per
+    slot, so later turns extend (and roll back) a slot whose oldest window keys are gone. Logits
+    match a full prefill up to float rounding (f32 weights and cache; summation order differs)."""
+    from localchar import gguf
+    from localchar.backends import llama_cpp as engine
+
+    seen, sample = [], engine.sample
+    monkeypatch.setattr(engine, "sample", lambda logits, *a: seen.append(np.array(logits)) or sample(logits, *a))
+    f32 = str(gguf.base_gguf(exported["model"], "f32"))
+    kw = {"slots": 2, "n_batch": 16, "type_k": 0, "type_v": 0}
+    kept, fresh = engine.LlamaCppEngine(f32, **kw), engine.LlamaCppEngine(f32, kv_reuse=False, **kw)
+    chat = [{"role": "user", "content": "Read my inbox, then answer Sam."}]
+    for turn in range(4):
+        seen.clear()
+        want = fresh.generate([chat], GREEDY, turn)
+        w = np.stack(seen)
+        seen.clear()
+        assert kept.generate([chat], GREEDY, turn, cache_keys=["r"]) == want or turn
+        g = np.stack(seen)
+        for k in range(min(len(g), len(w))):  # while both have generated the same tokens
+            assert np.abs(g[k] - w[k]).max() < 0.02, (turn, k)
+            if g[k].argmax() != w[k].argmax():
+                break
+        chat += [{"role": "assistant", "content": want[0]},
+                 {"role": "user", "content": '<tool_response>{"body": "%s"}</tool_response>' % ("Friday at ten. " * 20)}]
+    import llama_cpp
+
+    assert llama_cpp.llama_memory_seq_pos_min(kept._mem, kept._keys["r"].id) > 0  # the window dropped keys
+    assert 0 < kept.last_prefilled[0] < kept.last_usage[0][0] - 100
+
+
+def test_rows_sharing_a_prompt_prefix_prefill_it_once(q8):
+    from localchar.backends.llama_cpp import LlamaCppEngine
+
+    system = {"role": "system", "content": "You are a helpful assistant at a small firm. " * 8}
+    chats = [[system, {"role": "user", "content": q}] for q in ("Hi.", "How are you today?", "What is tea?")]
+    e = LlamaCppEngine(q8, slots=4)
+    got = e.generate(chats, GREEDY, 0)
+    n = [u[0] for u in e.last_usage]
+    shared = len(os.path.commonprefix([e.render(c) for c in chats]))
+    assert shared > e.SHARE_PREFIX
+    assert sum(e.last_prefilled) == sum(n) - 2 * shared  # the shared prefix went through the model once
+    assert got == LlamaCppEngine(q8, slots=4, kv_reuse=False).generate(chats, GREEDY, 0)
 
 
 @pytest.mark.parametrize("quant", ["q8_0", "q4_k_m"])
