@@ -139,11 +139,15 @@ def run_rollouts(engine, rollouts: list[Rollout], sampling, limits) -> list[dict
             if not group:
                 continue
             seed = derive_seed(*sorted(r.seed for r in group), turn)
+            # engines that keep keys/values between calls reuse each rollout's transcript so far
+            keys = {"cache_keys": [r.id for r in group]} if getattr(engine, "kv_reuse", False) else {}
             texts = engine.generate([r.messages for r in group], sampling, seed, adapters=[r.adapter for r in group],
-                                    tools=TOOL_SCHEMAS if native else None)
+                                    tools=TOOL_SCHEMAS if native else None, **keys)
             usage = getattr(engine, "last_usage", None) or [None] * len(group)
             for r, t, u in zip(group, texts, usage):
                 r.step(t, limits, u)
+        if getattr(engine, "kv_reuse", False):
+            engine.forget([r.id for r in active if r.termination is not None])
         active = [r for r in active if r.termination is None]
         turn += 1
     return [r.record() for r in rollouts]
