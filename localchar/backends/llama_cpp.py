@@ -11,8 +11,12 @@ context; within a group, rows beyond the slot count take the slot of the first r
 
 Sampling is ours, in numpy, row by row from each row's logits, with mlx-lm's rules (repetition
 penalty over the last 20 tokens, prompt included; top-p on the untempered distribution; greedy =
-argmax) and one generator per row seeded by derive_seed(seed, row index): a row's text does not
-depend on which rows share its batch.
+argmax) and one generator per row seeded by derive_seed(seed, row index): no row's random draws
+depend on which rows share its batch. Its numbers do, at the rounding level, on f16/f32 weights:
+llama.cpp's CPU matmuls pick kernels by batch width (on q8_0 a row gets the same logits in any
+batch), and kept keys/values are summed in another order than a fresh prefill's. So, as in the
+MLX engine, greedy text matches up to float rounding (a near-tie can go either way); a rerun of
+the same calls on a fresh engine reproduces every row.
 
 Keys/values are kept between calls. Every slot remembers the tokens its stream holds; a new row
 takes the free slot whose tokens share the longest prefix with its prompt and prefills only the
@@ -20,7 +24,8 @@ rest. With `cache_keys` (one per row: an agent rollout's id) a key keeps its slo
 turn of that rollout prefills only what the turn added; `forget(keys)` releases them. Rows of one
 call that share a long prompt prefix (a persona's system prompt, a scenario) prefill it once, and
 the other slots get a copy of that stream (`llama_memory_seq_cp`). An adapter switch drops every
-slot's keys/values (the LoRA changes them).
+slot's keys/values (the LoRA changes them); a call's adapter groups start with the adapter already
+set, so of two personas alternating call after call, each call keeps one group's slots.
 
 Sliding-window models (Gemma 3) keep only the window's keys/values in their SWA layers, so a slot
 is rolled back to a shorter prefix only while the window behind that prefix is still cached
@@ -133,7 +138,7 @@ class LlamaCppEngine:
                  revision: str | None = None, quant: str = "f16", n_ctx: int = 8192, slots: int = 8,
                  n_threads: int | None = None, n_threads_batch: int | None = None, n_batch: int = 512,
                  repetition_context: int = 20, kv_reuse: bool = True, type_k: int | None = None,
-                 type_v: int | None = None, flash_attn: bool = False, swa_full: bool = False,
+                 type_v: int | None = None, flash_attn: bool | None = None, swa_full: bool = False,
                  n_gpu_layers: int = -1):
         """`n_ctx`: tokens per sequence (prompt + completion), capped at the model's trained context;
         `slots`: sequences decoded together (the KV cache holds slots x n_ctx tokens in its
@@ -184,8 +189,13 @@ class LlamaCppEngine:
         n_batch = max(n_batch, slots)                       # a decode step holds one token per slot
         cp.n_batch = cp.n_ubatch = n_batch
         cp.swa_full = swa_full
-        cp.flash_attn_type = (llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn
-                              else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
+        # None: llama.cpp decides (flash attention where the backend has it: on a CPU, decoding several
+        # rows is ~1.2-1.4x faster with it), except with an f32 cache, the configuration that
+        # reproduces MLX token for token: flash attention's online softmax rounds differently
+        if flash_attn is None and 0 in (type_k, type_v):
+            flash_attn = False
+        cp.flash_attn_type = {None: llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO, True: llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+                              False: llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED}[flash_attn]
         if type_k is not None:
             cp.type_k = type_k
         if type_v is not None:
@@ -464,7 +474,8 @@ class LlamaCppEngine:
         rows = [_Row(i, p, cache_keys[i] if cache_keys else None, derive_seed(seed, i), self._budget(p, sampling))
                 for i, p in enumerate(prompts)]
         call_keys = set(cache_keys or ())
-        for adapter in dict.fromkeys(rows_adapter):  # one switch per adapter, in first-seen order
+        # one switch per adapter; the one already set goes first, so its slots' keys/values are still there
+        for adapter in sorted(dict.fromkeys(rows_adapter), key=lambda a: a != self._active):
             self.use(adapter)
             self._run([r for r, a in zip(rows, rows_adapter) if a == adapter], sampling, call_keys)
         self.last_usage = [(len(r.prompt), len(r.out) + bool(r.ended)) for r in rows]  # end of turn counts, as in MLX
