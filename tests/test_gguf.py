@@ -119,6 +119,23 @@ def test_persona_switch_on_one_loaded_base_equals_one_engine_per_adapter(exporte
         assert got[i] == want, (i, a)
 
 
+def test_numpy_sampler_follows_mlx_lm_rules():
+    """Top-p keeps the tokens whose higher-ranked mass is below top_p (on the untempered
+    distribution), the draw is categorical at the temperature, greedy is argmax after the
+    repetition penalty (positive logits divided, negative multiplied)."""
+    from localchar.backends.llama_cpp import sample
+
+    x = np.array([2.0, 1.0, 0.5, 0.0, -1.0, -3.0], dtype=np.float32)
+    g = np.random.default_rng(0)
+    draws = np.bincount([sample(x, None, 0.8, 0.8, 1.0, g) for _ in range(20000)], minlength=6) / 20000
+    p = np.exp(x) / np.exp(x).sum()  # [0.54, 0.2, 0.12, 0.07, ...]: the nucleus for 0.8 is the top three
+    q = np.exp(x[:3] / 0.8) / np.exp(x[:3] / 0.8).sum()
+    assert p[:2].sum() < 0.8 < p[:3].sum()
+    assert np.abs(draws[:3] - q).max() < 0.015 and draws[3:].sum() == 0
+    assert sample(x, [0], 0.0, 1.0, 1.5, g) == 0 and sample(x, [0, 0], 0.0, 1.0, 2.5, g) == 1  # 2/2.5 < 1
+    assert sample(np.array([-1.0, -1.2], dtype=np.float32), [0], 0.0, 1.0, 1.5, g) == 1  # -1.5 < -1.2
+
+
 @pytest.fixture(scope="module")
 def q8(exported):
     """A q8_0 base: on it llama.cpp's CPU kernels give a row the same numbers whatever else is in its
