@@ -1,7 +1,7 @@
 """The llama_cpp engine's two reuse paths, side by side in one run on the 67M model (GGUF by
 llama.cpp's own converter). Prints ratios; absolute seconds are context only.
 
-    python bench/llama_reuse.py [--only switch agent] [--model 67m] [--quant f16] [--threads N]
+    python bench/llama_reuse.py [--only switch agent prefix] [--model 67m] [--quant f16] [--threads N]
                               [--adapters 3] [--repeats 5] [--rollouts 1] [--turns 6] [--quick]
 
 switch: a persona switch with the base loaded (our engine: `llama_set_adapters_lora` on the
@@ -18,6 +18,11 @@ client (the inbox listing, ~390 tokens, then one email per turn, ~150-190 tokens
 turn runs both, alternating which goes first, greedy, on the kept engine's transcript; the ratio
 is of the summed times. The replies are compared too: they agree up to float rounding (kept keys
 and values are summed in another order), and the random model's near-ties flip.
+
+prefix: the first turn of 8 rollouts, 2 scenarios x 4 samples (identical prompts per scenario,
+~330 tokens): rows sharing a prompt prefix prefill it once and copy the KV stream to the others
+(`llama_memory_seq_cp`), against every row prefilling its own (SHARE_PREFIX = 0); 8 greedy tokens
+each, slots emptied before every call, interleaved, ratio of medians.
 """
 
 import argparse
@@ -139,9 +144,35 @@ def bench_agent(a, base: Path):
           "replies)")
 
 
+def bench_prefix(a, base: Path):
+    from localchar.agent.loop import first_messages
+    from localchar.agent.scenarios import load_scenarios
+    from localchar.backends.llama_cpp import LlamaCppEngine
+    from localchar.config import Sampling
+    from localchar.paths import DATA
+
+    s = Sampling(temperature=0.0, max_tokens=8, repetition_penalty=1.0)
+    chats = [first_messages(sc) for sc in load_scenarios(DATA / "scenarios")[:2] for _ in range(4)]
+    engines = {"shared": LlamaCppEngine(str(base), n_threads=a.threads), "own": LlamaCppEngine(str(base), n_threads=a.threads)}
+    engines["own"].SHARE_PREFIX = 0
+    secs = {k: [] for k in engines}
+    for k in range(a.repeats):
+        for name in (("shared", "own") if k % 2 == 0 else ("own", "shared")):
+            e = engines[name]
+            e.reset()
+            t0 = time.perf_counter()
+            e.generate(chats, s, 0)
+            secs[name].append(time.perf_counter() - t0)
+    e = engines["shared"]
+    med = {k: statistics.median(v) for k, v in secs.items()}
+    print(f"first agent turn, 8 rows (2 scenarios x 4 samples, {sum(p for p, _ in e.last_usage)} prompt tokens, "
+          f"{sum(e.last_prefilled)} prefilled): shared prefixes prefilled once are {med['own'] / med['shared']:.1f}x "
+          f"every row prefilling its own ({med['shared']:.2f} s vs {med['own']:.2f} s here, median of {a.repeats})")
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--only", nargs="+", default=["switch", "agent"], choices=["switch", "agent"])
+    ap.add_argument("--only", nargs="+", default=["switch", "agent", "prefix"], choices=["switch", "agent", "prefix"])
     ap.add_argument("--model", default="67m", choices=["tiny", "67m"])
     ap.add_argument("--quant", default="f16", choices=["f16", "q8_0"])
     ap.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) // 2))
@@ -171,6 +202,8 @@ def main():
             bench_switch(a, model_dir, base, d)
         if "agent" in a.only:
             bench_agent(a, base)
+        if "prefix" in a.only:
+            bench_prefix(a, base)
 
 
 if __name__ == "__main__":

@@ -295,6 +295,10 @@ class LlamaCppEngine:
             s.tokens, s.key = [], None
         self._keys.clear()
 
+    def reset(self) -> None:
+        """Drop every slot's keys/values and every cache key."""
+        self._clear()
+
     def forget(self, keys) -> None:
         """Release the slots of these cache keys (finished rollouts); their tokens stay reusable as a prefix."""
         for k in keys:
