@@ -199,7 +199,11 @@ class LlamaCppEngine:
             cp.type_k = type_k
         if type_v is not None:
             cp.type_v = type_v
-        self._ctx = _internals.LlamaContext(model=self._model, params=cp, verbose=False)
+        try:
+            self._ctx = _internals.LlamaContext(model=self._model, params=cp, verbose=False)
+        except ValueError:
+            raise LocalcharError(f"{base}: llama.cpp could not create a context of {slots} slots x {n_ctx} tokens "
+                                 "(out of memory? lower slots or n_ctx)") from None
         self._mem = llama_cpp.llama_get_memory(self._ctx.ctx)
         self.n_ctx = min(n_ctx, llama_cpp.llama_n_ctx_seq(self._ctx.ctx))  # per sequence
         self.n_batch = n_batch
