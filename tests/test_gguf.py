@@ -3,6 +3,7 @@ persona switching on one loaded base, quantized bases, and the openai engine aga
 llama.cpp server started here."""
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -99,21 +100,199 @@ def test_mlx_and_llama_cpp_agree_token_for_token_with_the_persona_lora(exported,
 
 
 def test_persona_switch_on_one_loaded_base_equals_one_engine_per_adapter(exported):
+    """One row at a time and no kept keys/values, so that every row is computed the same way in
+    both engines: at f16, llama.cpp's matmuls round differently with the batch width (see below)."""
     from localchar.backends.llama_cpp import LlamaCppEngine
 
     model, ad = exported["model"], exported["adapters"]
     s = Sampling(temperature=0.8, max_tokens=16, repetition_penalty=1.1)
-    mixed = LlamaCppEngine(model)  # a model directory: base and LoRAs converted on first use (cached)
+    kw = {"slots": 1, "kv_reuse": False}
+    mixed = LlamaCppEngine(model, **kw)  # a model directory: base and LoRAs converted on first use (cached)
     rows = [ad["pirate"], ad["poet"], None, ad["pirate"]]
     chats = [CHATS[0], CHATS[1], CHATS[2], CHATS[1]]
     got = mixed.generate(chats, s, 7, adapters=rows)
     assert got == mixed.generate(chats, s, 7, adapters=rows)  # seeded: reproducible
     for i, a in enumerate(rows):
-        alone = LlamaCppEngine(model, adapter=a)
-        want = alone.generate([chats[i]], s, 7)
+        alone = LlamaCppEngine(model, adapter=a, **kw)
         # per-row seeds depend on the row's place in the call, so compare through a call of the same shape
         want = alone.generate(chats, s, 7)[i]
         assert got[i] == want, (i, a)
+
+
+def test_numpy_sampler_follows_mlx_lm_rules():
+    """Top-p keeps the tokens whose higher-ranked mass is below top_p (on the untempered
+    distribution), the draw is categorical at the temperature, greedy is argmax after the
+    repetition penalty (positive logits divided, negative multiplied)."""
+    from localchar.backends.llama_cpp import sample
+
+    x = np.array([2.0, 1.0, 0.5, 0.0, -1.0, -3.0], dtype=np.float32)
+    g = np.random.default_rng(0)
+    draws = np.bincount([sample(x, None, 0.8, 0.8, 1.0, g) for _ in range(20000)], minlength=6) / 20000
+    p = np.exp(x) / np.exp(x).sum()  # [0.54, 0.2, 0.12, 0.07, ...]: the nucleus for 0.8 is the top three
+    q = np.exp(x[:3] / 0.8) / np.exp(x[:3] / 0.8).sum()
+    assert p[:2].sum() < 0.8 < p[:3].sum()
+    assert np.abs(draws[:3] - q).max() < 0.015 and draws[3:].sum() == 0
+    assert sample(x, [0], 0.0, 1.0, 1.5, g) == 0 and sample(x, [0, 0], 0.0, 1.0, 2.5, g) == 1  # 2/2.5 < 1
+    assert sample(np.array([-1.0, -1.2], dtype=np.float32), [0], 0.0, 1.0, 1.5, g) == 1  # -1.5 < -1.2
+
+
+@pytest.fixture(scope="module")
+def q8(exported):
+    """A q8_0 base: on it llama.cpp's CPU kernels give a row the same numbers whatever else is in its
+    batch (activations are quantized row by row); f16/f32 matmuls pick kernels by batch width and
+    round differently, so there rows agree only up to float rounding, as in the MLX engine."""
+    from localchar import gguf
+
+    return str(gguf.base_gguf(exported["model"], "q8_0"))
+
+
+def test_batched_greedy_equals_one_row_at_a_time(q8):
+    from localchar.backends.llama_cpp import LlamaCppEngine
+
+    chats = CHATS + [[{"role": "user", "content": "Tell me about the sea, the wind and the " + "long " * 200 + "road."}]]
+    batched = LlamaCppEngine(q8, slots=4, n_batch=128)  # the long prompt is prefilled over several batches
+    got = batched.generate(chats, GREEDY, 0)
+    alone = LlamaCppEngine(q8, slots=1, kv_reuse=False)
+    assert got == [alone.generate([c], GREEDY, 0)[0] for c in chats]
+    assert sum(u[1] for u in batched.last_usage) >= 60
+    # more rows than slots: later rows take the slots of rows that finished
+    narrow = LlamaCppEngine(q8, slots=2)
+    assert narrow.generate(chats, GREEDY, 0) == got
+
+
+def test_a_sampled_row_does_not_depend_on_its_batch_companions(q8):
+    from localchar.backends.llama_cpp import LlamaCppEngine
+
+    s = Sampling(temperature=0.9, top_p=0.95, max_tokens=24, repetition_penalty=1.1)
+    e = LlamaCppEngine(q8, slots=4)
+    a = e.generate([CHATS[0], CHATS[1], CHATS[2]], s, 3)
+    b = e.generate([CHATS[0], CHATS[2], [{"role": "user", "content": "Something else entirely."}]], s, 3)
+    c = LlamaCppEngine(q8, slots=1, kv_reuse=False).generate([CHATS[0]], s, 3)
+    assert a[0] == b[0] == c[0]  # same seed, same row index: same text, whatever shares the batch
+    assert a == e.generate([CHATS[0], CHATS[1], CHATS[2]], s, 3)  # reproducible, keys/values kept or not
+
+
+@pytest.fixture(scope="module")
+def f32(exported):
+    from localchar import gguf
+
+    return str(gguf.base_gguf(exported["model"], "f32"))
+
+
+F32 = {"type_k": 0, "type_v": 0}  # with an f32 cache: the configuration that reproduces MLX
+
+
+@pytest.fixture
+def trace(monkeypatch):
+    """take() -> each row's logits, step by step, over the calls since the last take()."""
+    from localchar.backends import llama_cpp as engine
+
+    rows, seen, sample = [], {}, engine.sample
+
+    class Row(engine._Row):
+        def __init__(self, *a):
+            super().__init__(*a)
+            rows.append(self)
+
+    def spy(logits, recent, temperature, top_p, penalty, rng):
+        seen.setdefault(id(rng), []).append(np.array(logits))
+        return sample(logits, recent, temperature, top_p, penalty, rng)
+
+    monkeypatch.setattr(engine, "_Row", Row)
+    monkeypatch.setattr(engine, "sample", spy)
+
+    def take():
+        out = [np.stack(seen[id(r.rng)]) for r in rows]
+        rows.clear(), seen.clear()
+        return out
+    return take
+
+
+def same_greedy(got, want, tol=0.02) -> bool:
+    """Reused keys/values are summed in another order than a full prefill's, so the logits agree up to
+    float rounding: step by step within `tol`, the same greedy token, unless the reference's top two
+    are a rounding-level tie (then the texts part ways, legitimately). True if no step parted."""
+    for k in range(min(len(got), len(want))):
+        assert np.abs(got[k] - want[k]).max() < tol, k
+        if got[k].argmax() != want[k].argmax():
+            top = np.sort(want[k])[-2:]
+            assert top[1] - top[0] < 2 * tol, k
+            return False
+    return True
+
+
+def test_cache_keys_keep_a_rollout_transcript_and_prefill_only_the_new_turn(f32, trace):
+    """Three turns of two transcripts in one batch: kept slots compute what prefilling everything
+    computes, and prefill only what each turn adds (a reply re-rendered from its text can tokenize
+    differently: the slot is rolled back to the prefix they share)."""
+    from localchar.backends.llama_cpp import LlamaCppEngine
+
+    kept, fresh = LlamaCppEngine(f32, slots=4, **F32), LlamaCppEngine(f32, slots=4, kv_reuse=False, **F32)
+    assert kept.kv_reuse and not fresh.kv_reuse
+    tool = '<tool_response>{"id": "e%d", "from": "sam@mail.example", "body": "%s"}</tool_response>'
+    chats = [[CHATS[0][0], {"role": "user", "content": "Read my inbox."}],
+             [{"role": "user", "content": "Read my inbox, then answer Sam."}]]
+    agreed = 0
+    for turn in range(3):
+        want = fresh.generate(chats, GREEDY, turn, cache_keys=["a", "b"])
+        w = trace()
+        got = kept.generate(chats, GREEDY, turn, cache_keys=["a", "b"])
+        for i, (g, x) in enumerate(zip(trace(), w)):
+            if same_greedy(g, x):
+                assert got[i] == want[i]
+                agreed += 1
+        prompts = [u[0] for u in kept.last_usage]
+        if turn:
+            assert all(0 < p < n - 10 for p, n in zip(kept.last_prefilled, prompts)), (kept.last_prefilled, prompts)
+        assert fresh.last_prefilled == prompts
+        for k, (c, t) in enumerate(zip(chats, want)):  # both go on with the reference's transcript
+            c += [{"role": "assistant", "content": t},
+                  {"role": "user", "content": tool % (turn, "The meeting moved to Friday at ten. " * (k + 2))}]
+    assert agreed >= 4
+    kept.forget(["a", "b"])
+    assert not kept._keys
+    with pytest.raises(LocalcharError, match="distinct"):
+        kept.generate(chats, GREEDY, 0, cache_keys=["a", "a"])
+
+
+def test_a_kept_slot_past_the_sliding_window_computes_what_a_full_prefill_does(f32, trace):
+    """The tiny model's window is 64 tokens; with n_batch 16 its window layers cache 256 tokens per
+    slot, so later turns extend (and roll back) a slot whose oldest window keys are gone."""
+    import llama_cpp
+
+    from localchar.backends.llama_cpp import LlamaCppEngine
+
+    kw = {"slots": 2, "n_batch": 16, **F32}
+    kept, fresh = LlamaCppEngine(f32, **kw), LlamaCppEngine(f32, kv_reuse=False, **kw)
+    chat = [{"role": "user", "content": "Read my inbox, then answer Sam."}]
+    for turn in range(4):
+        want = fresh.generate([chat], GREEDY, turn)
+        w = trace()
+        got = kept.generate([chat], GREEDY, turn, cache_keys=["r"])
+        if same_greedy(trace()[0], w[0]):
+            assert got == want
+        chat += [{"role": "assistant", "content": want[0]},
+                 {"role": "user", "content": '<tool_response>{"body": "%s"}</tool_response>' % ("Friday at ten. " * 20)}]
+    assert llama_cpp.llama_memory_seq_pos_min(kept._mem, kept._keys["r"].id) > 0  # the window dropped keys
+    assert 0 < kept.last_prefilled[0] < kept.last_usage[0][0] - 100
+
+
+def test_rows_sharing_a_prompt_prefix_prefill_it_once(f32, trace):
+    from localchar.backends.llama_cpp import LlamaCppEngine
+
+    system = {"role": "system", "content": "You are a helpful assistant at a small firm. " * 8}
+    chats = [[system, {"role": "user", "content": q}] for q in ("Hi.", "How are you today?", "What is tea?")]
+    want = LlamaCppEngine(f32, slots=4, kv_reuse=False, **F32).generate(chats, GREEDY, 0)
+    w = trace()
+    e = LlamaCppEngine(f32, slots=4, **F32)
+    got = e.generate(chats, GREEDY, 0)
+    for i, (g, x) in enumerate(zip(trace(), w)):
+        if same_greedy(g, x):
+            assert got[i] == want[i]
+    n = [u[0] for u in e.last_usage]
+    shared = len(os.path.commonprefix([e.render(c) for c in chats]))
+    assert shared > e.SHARE_PREFIX
+    assert sum(e.last_prefilled) == sum(n) - 2 * shared  # the shared prefix went through the model once
 
 
 @pytest.mark.parametrize("quant", ["q8_0", "q4_k_m"])
@@ -180,7 +359,8 @@ def test_openai_completions_api_equals_llama_cpp_engine_greedy(server, exported)
 
     o = OpenAIEngine(exported["model"], base_url=server, api="completions", concurrency=2)
     assert o.model == "tiny"
-    l = LlamaCppEngine(exported["files"]["base"])
+    # one sequence and no flash attention, as the server computes (at f16, other kernels round differently)
+    l = LlamaCppEngine(exported["files"]["base"], slots=1, flash_attn=False)
     # the server drops an incomplete UTF-8 byte sequence where we write U+FFFD, as HF tokenizers do
     assert o.generate(CHATS, GREEDY, 0) == [t.replace("\ufffd", "") for t in l.generate(CHATS, GREEDY, 0)]
 

@@ -6,6 +6,10 @@
     engine.render(messages, prefill="", tools=None)   # the prompt, from the model's own template
     engine.last_usage                                 # (prompt, completion) tokens per row
 
+Engines that keep keys/values between calls say so with `engine.kv_reuse = True`; their generate()
+also takes `cache_keys` (one distinct key per row, e.g. an agent rollout's id: the next call with
+that key prefills only what its prompt added) and `engine.forget(keys)` releases them.
+
 Engines: mlx (mlx-lm; batched multi-adapter decoding), llama_cpp (llama-cpp-python over GGUF with
 GGUF LoRAs), openai (any OpenAI-compatible server), and auto (MLX on Apple silicon, llama.cpp
 elsewhere when it is installed, else MLX).
