@@ -44,3 +44,23 @@ def generate_rows(engine, rows: list[dict], sampling, seed: int, key: str, out: 
             dropped.write(gone)
             bar.advance(len(batch))
     return tokens
+
+
+class Counted:
+    """An engine whose generate calls add up the tokens they prefilled and generated (from the
+    engine's `last_usage`), for stages that call the engine themselves; everything else passes
+    through."""
+
+    def __init__(self, engine):
+        self._engine = engine
+        self.tokens = {"prefill": 0, "generated": 0}
+
+    def generate(self, *args, **kw):
+        out = self._engine.generate(*args, **kw)
+        for p, c in getattr(self._engine, "last_usage", None) or []:
+            self.tokens["prefill"] += p
+            self.tokens["generated"] += c
+        return out
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)

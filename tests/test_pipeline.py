@@ -52,6 +52,7 @@ def test_results_hold_chat_and_agent_scores(tiny_run):
     t = {r["stage"]: r for r in res["timings"]}
     assert {"model", "dpo", "chat_eval", "agent", "report"} <= set(t) and t["dpo"]["instances"] == len(ALL_PERSONAS)
     assert t["chat_eval"]["generated"] > 0 and t["agent"]["prefill"] > 0 and t["dpo"]["trained"] > 0
+    assert t["introspection"]["generated"] > 0 and t["sft"]["trained"] > 0
     assert all(r["seconds"] > 0 for r in res["timings"] if r["stage"] in ("dpo", "chat_eval"))
     assert "Where the time goes" in md and "Where the time goes" in page
     # the run left its measured rates for the dry-run

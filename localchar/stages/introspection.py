@@ -11,6 +11,7 @@ each seeing the other's words as user turns. Three upstream data bugs are fixed 
 
 from __future__ import annotations
 
+from ..gen import Counted
 from ..estimate import Work, answer_tokens, mean_tokens, text_tokens
 from ..personas import load_persona
 from ..progress import progress
@@ -78,13 +79,14 @@ def interaction_system(persona, name: str, mode: str) -> str:
 def run(ctx):
     recipe, cfg = ctx.recipe, ctx.recipe.introspection
     persona = load_persona(ctx.persona)
-    engine = open_generator(ctx, adapter=ctx.updir("dpo") / "adapter")
+    engine = Counted(open_generator(ctx, adapter=ctx.updir("dpo") / "adapter"))
     seed = (recipe.seed, ctx.key)
     rows = (reflections(engine, persona, ctx.card.student_name, cfg, seed)
             + self_interactions(engine, persona, ctx.card.student_name, cfg, seed))
     write_jsonl(ctx.out / "sft.jsonl", rows)
     write_json(ctx.out / "stats.json", {"reflection": sum(r["kind"] == "reflection" for r in rows),
                                         "interaction": sum(r["kind"] != "reflection" for r in rows)})
+    return engine.tokens
 
 
 def reflections(engine, persona, name: str, cfg, seed: tuple) -> list[dict]:
