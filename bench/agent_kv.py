@@ -15,28 +15,16 @@ only as context.
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from localchar.blas import maybe_reexec
 
 maybe_reexec([sys.executable, *sys.argv])  # the same BLAS as the CLI uses, before MLX loads
 
-from localchar.agent.loop import first_messages, tool_turn  # noqa: E402
-from localchar.agent.scenarios import load_scenarios  # noqa: E402
-from localchar.agent.tools import EmailClient  # noqa: E402
+from agent_turns import ab_turns  # noqa: E402
 from localchar.backends.mlx import MlxEngine  # noqa: E402
 from localchar.config import Sampling  # noqa: E402
-from localchar.paths import DATA  # noqa: E402
 from localchar.tiny import build_tiny  # noqa: E402
-
-
-def tool_result(client, scenario, turn: int) -> str:
-    """What a competent agent would read next: the inbox, then each email in turn."""
-    if turn == 0:
-        return client.execute("list_inbox", {})
-    emails = scenario["emails"]
-    return client.execute("read_email", {"email_id": emails[(turn - 1) % len(emails)]["id"]})
 
 
 def main():
@@ -52,34 +40,21 @@ def main():
     sampling = Sampling(temperature=0.0, max_tokens=a.reply_tokens)
     with tempfile.TemporaryDirectory() as d:
         engine = MlxEngine(build_tiny(Path(d) / "m", shape=a.model))
-        scenarios = load_scenarios(DATA / "scenarios")[:a.rollouts]
         for reuse in (False, True):  # warm-up: first calls compile
             engine.kv_reuse = reuse
             engine.generate([[{"role": "user", "content": "hi"}]], Sampling(temperature=0.0, max_tokens=4), 0,
                             cache_keys=["warm"] if reuse else None)
         engine.forget(["warm"])
-        clients = [EmailClient(s) for s in scenarios]
-        chats = [first_messages(s) for s in scenarios]
-        keys = [f"r{i}" for i in range(len(chats))]
-        secs = {False: 0.0, True: 0.0}
-        same = 0
-        print(f"{a.model} model, {len(chats)} rollout(s), {a.reply_tokens}-token greedy replies")
-        print("turn  prompt tokens  prefilled with reuse")
-        for turn in range(a.turns):
-            out = {}
-            for reuse in ((False, True) if turn % 2 == 0 else (True, False)):
-                engine.kv_reuse = reuse
-                t0 = time.perf_counter()
-                out[reuse] = engine.generate(chats, sampling, seed=turn, cache_keys=keys if reuse else None)
-                secs[reuse] += time.perf_counter() - t0
-                if reuse:
-                    prefilled, prompt = sum(engine.last_prefilled), sum(p for p, _ in engine.last_usage)
-            same += out[True] == out[False]
-            print(f"{turn + 1:4d}  {prompt:13d}  {prefilled:20d}")
-            for i, (c, text) in enumerate(zip(chats, out[True])):
-                c += [{"role": "assistant", "content": text}, *tool_turn([tool_result(clients[i], scenarios[i], turn)])]
+
+        def call(reuse, chats, keys, turn):
+            engine.kv_reuse = reuse
+            texts = engine.generate(chats, sampling, seed=turn, cache_keys=keys if reuse else None)
+            return texts, sum(p for p, _ in engine.last_usage), sum(engine.last_prefilled)
+
+        print(f"{a.model} model, {a.rollouts} rollout(s), {a.reply_tokens}-token greedy replies")
+        secs, same, replies = ab_turns(a.rollouts, a.turns, call, "with reuse")
     print(f"{a.turns}-turn rollout: KV reuse across turns is {secs[False] / secs[True]:.2f}x re-prefilling every "
-          f"turn (target >= 2x; {secs[False]:.0f} s vs {secs[True]:.0f} s here; same text on {same}/{a.turns} turns)")
+          f"turn (target >= 2x; {secs[False]:.0f} s vs {secs[True]:.0f} s here; same text on {same}/{replies} replies)")
 
 
 if __name__ == "__main__":

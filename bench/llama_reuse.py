@@ -99,48 +99,25 @@ def bench_switch(a, model_dir: Path, base: Path, d: Path):
           f"({sw_first * 1000:.0f} ms vs {fr_first * 1000:.0f} ms here)")
 
 
-def tool_result(client, scenario, turn: int) -> str:
-    """What a competent agent would read next: the inbox, then each email in turn."""
-    if turn == 0:
-        return client.execute("list_inbox", {})
-    emails = scenario["emails"]
-    return client.execute("read_email", {"email_id": emails[(turn - 1) % len(emails)]["id"]})
-
-
 def bench_agent(a, base: Path):
-    from localchar.agent.loop import first_messages, tool_turn
-    from localchar.agent.scenarios import load_scenarios
-    from localchar.agent.tools import EmailClient
+    from agent_turns import ab_turns
     from localchar.backends.llama_cpp import LlamaCppEngine
     from localchar.config import Sampling
-    from localchar.paths import DATA
 
     sampling = Sampling(temperature=0.0, max_tokens=a.reply_tokens, repetition_penalty=1.0)
     engines = {True: LlamaCppEngine(str(base), n_threads=a.threads, slots=max(4, a.rollouts)),
                False: LlamaCppEngine(str(base), n_threads=a.threads, slots=max(4, a.rollouts), kv_reuse=False)}
     for e in engines.values():  # warm-up
         e.generate([[{"role": "user", "content": "hi"}]], Sampling(temperature=0.0, max_tokens=4), 0)
-    scenarios = load_scenarios(DATA / "scenarios")[:a.rollouts]
-    clients = [EmailClient(s) for s in scenarios]
-    chats = [first_messages(s) for s in scenarios]
-    keys = [f"r{i}" for i in range(len(chats))]
-    secs = {False: 0.0, True: 0.0}
-    same = 0
-    print(f"{a.model} model ({a.quant}), {len(chats)} rollout(s), {a.reply_tokens}-token greedy replies")
-    print("turn  prompt tokens  prefilled with KV slots")
-    for turn in range(a.turns):
-        out = {}
-        for reuse in ((False, True) if turn % 2 == 0 else (True, False)):
-            t0 = time.perf_counter()
-            out[reuse] = engines[reuse].generate(chats, sampling, turn, cache_keys=keys)
-            secs[reuse] += time.perf_counter() - t0
-        e = engines[True]
-        same += sum(x == y for x, y in zip(out[True], out[False]))
-        print(f"{turn + 1:4d}  {sum(p for p, _ in e.last_usage):13d}  {sum(e.last_prefilled):23d}")
-        for i, (c, text) in enumerate(zip(chats, out[True])):
-            c += [{"role": "assistant", "content": text}, *tool_turn([tool_result(clients[i], scenarios[i], turn)])]
+
+    def call(reuse, chats, keys, turn):
+        e = engines[reuse]
+        return e.generate(chats, sampling, turn, cache_keys=keys), sum(p for p, _ in e.last_usage), sum(e.last_prefilled)
+
+    print(f"{a.model} model ({a.quant}), {a.rollouts} rollout(s), {a.reply_tokens}-token greedy replies")
+    secs, same, replies = ab_turns(a.rollouts, a.turns, call, "with KV slots")
     print(f"{a.turns}-turn rollout: KV slots across turns are {secs[False] / secs[True]:.2f}x re-prefilling every "
-          f"turn (target >= 2x; {secs[False]:.1f} s vs {secs[True]:.1f} s here; same text on {same}/{a.turns * len(chats)} "
+          f"turn (target >= 2x; {secs[False]:.1f} s vs {secs[True]:.1f} s here; same text on {same}/{replies} "
           "replies)")
 
 

@@ -117,7 +117,7 @@ def _open(engine, model_path, quant, base_url, served_model, api, **kw):
 
     if engine == "openai":
         return open_engine("openai", model_path if api == "completions" else None, base_url=base_url,
-                           model=served_model, api=api, api_key=os.environ.get("OPENAI_API_KEY"), **kw)
+                           model=served_model, api=api, **kw)
     return open_engine(engine, model_path, quant=quant, **kw)
 
 

@@ -124,7 +124,7 @@ class Measured:
 
 
 def _rates_file():
-    from .gguf import cache_root
+    from .paths import cache_root
 
     return cache_root() / "rates.json"
 

@@ -22,7 +22,7 @@ def generate_rows(engine, rows: list[dict], sampling, seed: int, key: str, out: 
     bs = batch_size or sampling.batch_size
     rows = sorted(rows, key=lambda r: sum(len(m["content"]) for m in r["messages"]) + len(r.get("prefill", "")))
     dropped_path = out.with_name(out.stem + ".dropped.jsonl")
-    tokens = {"prefill": 0, "generated": 0}
+    engine = Counted(engine)
     with JsonlAppender(out) as sink, JsonlAppender(dropped_path) as dropped, progress(desc, total=len(rows)) as bar:
         for start in range(0, len(rows), bs):
             batch = rows[start:start + bs]
@@ -33,9 +33,6 @@ def generate_rows(engine, rows: list[dict], sampling, seed: int, key: str, out: 
                                     derive_seed(seed, key, batch[0]["id"]),
                                     prefills=[r.get("prefill", "") for r in batch],
                                     adapters=[r["adapter"] for r in batch] if "adapter" in batch[0] else None)
-            for p, c in getattr(engine, "last_usage", None) or []:
-                tokens["prefill"] += p
-                tokens["generated"] += c
             kept, gone = [], []
             for r, t in zip(batch, texts):
                 o = finish(r, t)
@@ -43,7 +40,7 @@ def generate_rows(engine, rows: list[dict], sampling, seed: int, key: str, out: 
             sink.write(kept)
             dropped.write(gone)
             bar.advance(len(batch))
-    return tokens
+    return engine.tokens
 
 
 class Counted:

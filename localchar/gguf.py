@@ -24,16 +24,12 @@ import tempfile
 from pathlib import Path
 
 from .errors import LocalcharError
+from .hub import mlx_quantized
+from .paths import cache_root
 from .store import sha256_tree
 
 LLAMA_CPP_PYTHON = "0.3.36"  # the sdist setup.sh takes the converters from
 QUANTS = {"f32": None, "f16": None, "q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M"}
-
-
-def cache_root() -> Path:
-    base = os.environ.get("LOCALCHAR_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "localchar")
-    return Path(base)
 
 
 def converter_dir() -> Path:
@@ -60,7 +56,7 @@ def check_convertible(model_dir: Path) -> dict:
     if not cfg_path.is_file():
         raise LocalcharError(f"{model_dir}: no config.json (GGUF export needs a Hugging Face / MLX model directory)")
     cfg = json.loads(cfg_path.read_text())
-    if cfg.get("quantization") or cfg.get("quantization_config"):
+    if mlx_quantized(model_dir):
         raise LocalcharError(
             f"{cfg_path}: quantization: an MLX-quantized model cannot be converted to GGUF; export the "
             "unquantized base (an adapter trained on the 4-bit model applies to it) and pick --quant instead")
@@ -93,7 +89,7 @@ def write_base(model_dir: Path, out: Path, quant: str = "f16") -> Path:
         f16 = Path(tmp) / "f.gguf"
         outtype = "f32" if quant == "f32" else "f16"
         _convert("convert_hf_to_gguf.py", ["--outtype", outtype, "--outfile", str(f16), str(model_dir)])
-        check_special_tokens(f16)
+        check_special_tokens(f16, model_dir)
         if QUANTS[quant] is None:
             os.replace(f16, out)
         else:
@@ -103,17 +99,28 @@ def write_base(model_dir: Path, out: Path, quant: str = "f16") -> Path:
     return out
 
 
-def check_special_tokens(path: Path) -> None:
-    """Gemma's turn markers must stay single tokens (a converter that loses the tokenizer's special
-    tokens splits them into characters, and every prompt changes)."""
+def special_tokens(model_dir: Path) -> list[str]:
+    """The source tokenizer's added special tokens (Gemma's <start_of_turn>, Qwen's <|im_start|>...),
+    from tokenizer_config.json or else tokenizer.json."""
+    model_dir = Path(model_dir)
+    tc, tj = model_dir / "tokenizer_config.json", model_dir / "tokenizer.json"
+    if tc.is_file():
+        added = list((json.loads(tc.read_text()).get("added_tokens_decoder") or {}).values())
+    else:
+        added = json.loads(tj.read_text()).get("added_tokens") or [] if tj.is_file() else []
+    return sorted({t["content"] for t in added if t.get("special", True) and t.get("content")})
+
+
+def check_special_tokens(path: Path, model_dir: Path) -> None:
+    """Each special token of the source tokenizer must stay one token in the GGUF (a converter that
+    loses them splits the chat-turn markers into characters, and every prompt changes)."""
     from .backends.llama_cpp import _require
 
     llm = _require().Llama(model_path=str(path), vocab_only=True, verbose=False)
     try:
-        vocab = {llm.detokenize([i], special=True) for i in range(llm.n_vocab())}
-        for marker in (b"<start_of_turn>", b"<end_of_turn>"):
-            if marker in vocab and len(llm.tokenize(marker, add_bos=False, special=True)) != 1:
-                raise LocalcharError(f"{path}: {marker.decode()} is not one token in the GGUF vocabulary "
+        for marker in special_tokens(model_dir):
+            if len(llm.tokenize(marker.encode(), add_bos=False, special=True)) != 1:
+                raise LocalcharError(f"{path}: {marker} is not one token in the GGUF vocabulary "
                                      "(the converter did not see the tokenizer's special tokens)")
     finally:
         llm.close()

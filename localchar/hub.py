@@ -36,6 +36,16 @@ def check_model_dir(d: Path) -> Path:
     return d
 
 
+def mlx_quantized(model_dir: str | Path) -> bool:
+    """Whether a model directory holds quantized weights (MLX's `quantization`, or a HF
+    `quantization_config`): such weights cannot be converted to GGUF or run unquantized."""
+    cfg = Path(model_dir) / "config.json"
+    if not cfg.is_file():
+        return False
+    c = json.loads(cfg.read_text())
+    return bool(c.get("quantization") or c.get("quantization_config"))
+
+
 def resolve_model(path_or_id: str | Path, revision: str | None = None) -> Path:
     p = Path(path_or_id)
     if p.exists():

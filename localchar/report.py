@@ -131,6 +131,8 @@ def tables(res: dict) -> list[tuple[str, str, list[str], list[list[str]]]]:
                     "held-out scenarios only. If mixed beats main on emails, part of the chat → agent drop is "
                     "the classifier not transferring, not the persona fading. CI of the difference: paired bootstrap.",
                     ["variant", "scored", "main classifier", "mixed classifier", "mixed − main"], rows))
+    if res.get("timings"):
+        out.append(("Where the time goes", TIMING_NOTE, TIMING_HEADER, timing_rows(res["timings"])))
     return out
 
 
@@ -253,6 +255,9 @@ def write_report(scores: dict, recipe, model_card, out: Path, classifier: dict |
     return res
 
 
+TIMING_NOTE = ("Seconds each stage took when it ran on this machine (instances done in an earlier invocation count "
+               "with their own time); tokens as the engines counted them (prefill includes re-read conversation "
+               "turns; trained counts every token of every batch).")
 TIMING_HEADER = ["stage", "instances", "seconds", "share", "prefill tokens", "generated tokens", "trained tokens",
                  "tokens/s"]
 
@@ -269,30 +274,15 @@ def timing_rows(timings: list[dict]) -> list[list[str]]:
 
 
 def add_timings(results_dir: Path, timings: list[dict]) -> None:
-    """Where the time went: per stage seconds and tokens, added to a run's published results
-    (results.json, report.md, report.html). Written by the runner, which knows every stage."""
+    """Where the time went: per-stage seconds and tokens, added to a run's published results
+    (results.json, report.md, report.html). Called by the runner, which knows every stage."""
     res_path = results_dir / "results.json"
     if not res_path.exists():
         return
-    res = read_json(res_path)
-    res["timings"] = timings
+    res = {**read_json(res_path), "timings": timings}
     write_json(res_path, res)
-    note = ("Seconds each stage took when it ran on this machine (instances done in an earlier invocation "
-            "count with their own time); tokens as the engines counted them (prefill includes re-read "
-            "conversation turns; trained counts every token of every batch).")
-    rows = timing_rows(timings)
-    md = ["", "## Where the time goes", "", note, "", "| " + " | ".join(TIMING_HEADER) + " |",
-          "|" + "---|" * len(TIMING_HEADER)] + ["| " + " | ".join(r) + " |" for r in rows]
-    with (results_dir / "report.md").open("a", encoding="utf-8") as f:
-        f.write("\n".join(md) + "\n")
-    page = results_dir / "report.html"
-    if page.exists():
-        table = ("<h2>Where the time goes</h2><p>" + html.escape(note) + "</p><table><tr>"
-                 + "".join(f"<th>{html.escape(h)}</th>" for h in TIMING_HEADER) + "</tr>"
-                 + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
-                 + "</table>")
-        with page.open("a", encoding="utf-8") as f:
-            f.write("\n" + table + "\n")
+    atomic_write_text(results_dir / "report.md", markdown(res))
+    atomic_write_text(results_dir / "report.html", html_page(res, results_dir))
 
 
 def compare(a: dict, b: dict, name_a: str, name_b: str) -> str:

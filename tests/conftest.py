@@ -8,7 +8,8 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 # GGUF conversions and measured rates go to a cache of the test session, not the user's; llama.cpp's
 # converters stay where setup.sh put them
 if "LOCALCHAR_LLAMA_CPP_DIR" not in os.environ:
-    from localchar.gguf import LLAMA_CPP_PYTHON, cache_root
+    from localchar.gguf import LLAMA_CPP_PYTHON
+    from localchar.paths import cache_root
 
     os.environ["LOCALCHAR_LLAMA_CPP_DIR"] = str(cache_root() / f"llama.cpp-{LLAMA_CPP_PYTHON}")
 import tempfile  # noqa: E402

@@ -25,7 +25,7 @@ ENGINES = ("mlx", "llama_cpp", "openai", "auto")
 
 def llama_cpp_installed() -> bool:
     try:
-        import llama_cpp  # noqa: F401
+        import llama_cpp  # noqa: F401  (is it installed?)
     except ImportError:
         return False
     return True

@@ -46,6 +46,7 @@ import numpy as np
 
 from ..errors import LocalcharError
 from ..store import derive_seed
+from .prompt_cache import common_prefix as _lcp
 
 _BACKEND = False
 
@@ -67,16 +68,6 @@ def _require():
         _quiet = llama_cpp.llama_log_callback(lambda level, text, data: None)
         llama_cpp.llama_log_set(_quiet, ctypes.c_void_p(0))
     return llama_cpp
-
-
-def _lcp(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    if n and a[:n] == b[:n]:
-        return n
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 class _Slot:

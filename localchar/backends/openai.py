@@ -5,12 +5,14 @@ local model's own template, which is what a prefill such as the teacher's `<thin
 Requests run concurrently up to a limit; connection errors, timeouts, 429 and 5xx are retried with
 backoff; any other HTTP error stops with the server's own message. A server serves named models,
 not our adapter directories: a persona adapter is served as its own model and named with `model`.
-Standard library only (urllib), so this engine needs no extra install.
+The API key, when the server wants one, is `api_key` or else $OPENAI_API_KEY. Standard library
+only (urllib), so this engine needs no extra install.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.error
 import urllib.request
@@ -36,7 +38,8 @@ class OpenAIEngine:
             raise LocalcharError("openai engine: a server serves named models, not adapter directories; serve the "
                                  "persona model on the server and give its name as the model")
         self.base_url = base_url.rstrip("/")
-        self.api, self.api_key, self.timeout = api, api_key, timeout
+        self.api, self.timeout = api, timeout
+        self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
         self.retries, self.concurrency, self.backoff = retries, max(1, concurrency), backoff
         self.model = model or self._first_model()
         self.model_path = str(model_path or self.model)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from ..agent.ladder import make_rollout, rung_messages
 from ..agent.loop import run_rollouts
 from ..agent.scenarios import load_scenarios
+from ..gen import Counted
 from ..estimate import Work, answer_tokens, mean_tokens
 from ..progress import progress
 from ..store import JsonlAppender, derive_seed
@@ -61,7 +62,7 @@ def run(ctx):
                     meta = {"variant": variant, "persona": persona, "sample": k,
                             "seed": derive_seed(recipe.seed, s["id"], variant, persona, rung, k)}
                     specs.append((f"{rung}/{variant}/{persona or '-'}/{s['id']}/{k}", rung, meta, adapter, system, s))
-    engine = open_generator(ctx, strength=recipe.persona_strength, quant=a.quant)
+    engine = Counted(open_generator(ctx, strength=recipe.persona_strength, quant=a.quant))
     native = a.tool_format == "native"
     if native and not engine.supports_tools:
         from ..errors import LocalcharError
@@ -69,7 +70,6 @@ def run(ctx):
         raise LocalcharError(f"agent.tool_format = 'native': the chat template of {ctx.card.name} has no tool "
                              "support (Gemma-3's has none); use 'uniform'")
     bs = a.sampling.batch_size
-    tokens = {"prefill": 0, "generated": 0}
     with JsonlAppender(ctx.out / "rollouts.jsonl") as sink, progress("agent rollouts", total=len(specs)) as bar:
         for start in range(0, len(specs), bs):
             chunk = specs[start:start + bs]
@@ -78,10 +78,6 @@ def run(ctx):
                 continue
             rollouts = [make_rollout(rid, s, rung, system, adapter, native, **meta)
                         for rid, rung, meta, adapter, system, s in chunk]
-            done = run_rollouts(engine, rollouts, a.sampling, a)
-            sink.write(done)
-            for r in done:
-                tokens["prefill"] += r["counts"].get("prompt_tokens", 0)
-                tokens["generated"] += r["counts"].get("completion_tokens", 0)
+            sink.write(run_rollouts(engine, rollouts, a.sampling, a))
             bar.advance(len(chunk))
-    return tokens
+    return engine.tokens

@@ -52,14 +52,6 @@ def engine_name(recipe: Recipe) -> str:
     return resolve(recipe.engine)
 
 
-def _mlx_quantized(model_dir: str) -> bool:
-    import json
-    from pathlib import Path
-
-    cfg = Path(model_dir) / "config.json"
-    return cfg.is_file() and bool(json.loads(cfg.read_text()).get("quantization"))
-
-
 def open_generator(ctx, quant: str | None = None, **kw):
     """The recipe's generation engine on the run's model. `quant`: None = the run's model as it is
     (an MLX 4-bit student stays 4-bit; llama.cpp gets an f16 GGUF); 'none' = unquantized; 'q8_0' /
@@ -71,7 +63,9 @@ def open_generator(ctx, quant: str | None = None, **kw):
 
     name = engine_name(ctx.recipe)
     path = ctx.model_path()
-    if _mlx_quantized(path) and (name == "llama_cpp" or quant == "none"):
+    from ..hub import mlx_quantized
+
+    if mlx_quantized(path) and (name == "llama_cpp" or quant == "none"):
         if not ctx.card.hf_id:
             raise LocalcharError(f"model card {ctx.card.name}: hf_id: needed for the unquantized checkpoint "
                                  f"(engine {name}, agent.quant = {quant}); {path} is MLX-quantized")

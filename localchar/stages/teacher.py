@@ -8,8 +8,6 @@ teacher's own name is replaced by the student's. With the `corpus` engine: answe
 
 from __future__ import annotations
 
-import os
-
 from ..config import load_model_card
 from ..estimate import Work, answer_tokens, mean_tokens, text_tokens
 from ..data import check_disjoint
@@ -88,7 +86,7 @@ def run(ctx):
     where = card.path or card.mlx_id or card.hf_id
     if t.engine == "openai":
         engine = open_engine("openai", where, revision=card.revision or None, base_url=t.base_url,
-                             model=t.served_model or None, api=t.api, api_key=os.environ.get("OPENAI_API_KEY"))
+                             model=t.served_model or None, api=t.api)
     else:
         engine = open_engine(t.engine, where, revision=card.revision or None)
     student = ctx.card.student_name
