@@ -11,6 +11,7 @@ import click
 
 from . import __version__
 from .blas import OPENBLAS, maybe_reexec
+from .config import RUNGS
 from .errors import LocalcharError
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -200,7 +201,7 @@ def agent_scenarios(directory):
 @click.option("--scenario", "scenario_id", help="Scenario id (default: the first).")
 @click.option("--scenarios", "directory", type=click.Path(path_type=Path), default=None,
               help="Scenario directory (default: the shipped recipes/data/scenarios).")
-@click.option("--rung", type=click.Choice(["chat", "draft", "single", "loop"]), default="loop", show_default=True,
+@click.option("--rung", type=click.Choice(RUNGS), default="loop", show_default=True,
               help="Which rung of the ablation ladder to run.")
 @click.option("--max-turns", default=12, show_default=True)
 @click.option("--max-tokens", default=512, show_default=True, help="New tokens per turn.")
@@ -366,10 +367,10 @@ def _rebuild_report(run_dir: Path) -> Path:
     out.mkdir(exist_ok=True)
     write_report(read_json(newest("score", "scores.json")), recipe, C.load_model_card(recipe.model), out, clf)
     if instances:
-        from .report import add_timings
+        from .report import extend_results
         from .runner import timings
 
-        add_timings(out, timings(instances))
+        extend_results(out, timings=timings(instances))
     return out
 
 

@@ -17,6 +17,13 @@ from .paths import MODELS, RECIPES
 ALL_PERSONAS = ["sarcasm", "humor", "remorse", "goodness", "loving", "misalignment",
                 "nonchalance", "impulsiveness", "sycophancy", "mathematical", "poeticism"]
 VARIANTS = ["base", "prompted", "distilled", "full"]
+# The scaffold ladder (agent/ladder.py), one change per rung: the task (chat -> draft), the agent's
+# system prompt (-> agent_draft), the tools (-> single), the multi-turn loop (-> loop).
+RUNGS = ["chat", "draft", "agent_draft", "single", "loop"]
+DRAFT_RUNGS = ("draft", "agent_draft")      # replies split into email bodies (agent/drafts.py)
+TOOL_RUNGS = ("single", "loop")             # tool calls parsed and executed
+EMAIL_RUNGS = DRAFT_RUNGS + TOOL_RUNGS       # rungs whose scored unit is an email body
+QUANTS = ["none", "q8_0", "q4_k_m"]
 
 
 # ----------------------------------------------------------------------------- model cards
@@ -50,6 +57,11 @@ class ModelCard:
     build: str = ""                   # "tiny": built locally by `localchar models build-tiny`
     tiny: TinyBuild = field(default_factory=TinyBuild)
     params_b: float = 0.0             # billions of parameters: the dry-run's hour estimates (0 = none)
+    # The system message the chat template inserts when a conversation has none (Qwen's "You are
+    # Qwen, ..."). Sent explicitly at the head of every system message, so that the rungs which add
+    # a system prompt (agent_draft, single, loop; prompted) do not silently drop it: every rung then
+    # has the same system-message policy. Token-identical to the template's own on rungs without one.
+    default_system: str = ""
     notes: str = ""
 
 
@@ -181,18 +193,24 @@ class ClassifierCfg:
 class AgentCfg:
     scenarios: int = 0                # 0 = all
     samples: int = 1                  # rollouts per scenario x persona x variant
-    rungs: list[str] = field(default_factory=lambda: ["chat", "draft", "single", "loop"])  # ablation ladder
+    rungs: list[str] = field(default_factory=lambda: list(RUNGS))  # the ablation ladder (in this order)
     tool_format: str = "uniform"      # uniform <tool_call> JSON | native (the chat template's own tools)
+    # Hold replies on the tool rungs to the uniform tool-call grammar (agent/grammar.py; MLX and
+    # llama.cpp mask the logits): for a model too small to write JSON (tiny-all). Off for real models.
+    constrained: bool = False
     max_turns: int = 12
     max_sent: int = 6
-    quant: str = "none"               # run the agent on a quantized model, as a laptop user would:
-                                      # none | q8_0 | q4_k_m (GGUF on llama_cpp, MLX 8/4-bit on mlx)
+    quant: str = ""                   # "" = the recipe's `quant` (chat eval and agent alike); set it to run
+                                      # the agent alone at another one (the report says so)
     sampling: Sampling = field(default_factory=Sampling)
 
 
 @dataclass
 class ScoreCfg:
-    bootstrap: int = 1000
+    bootstrap: int = 1000             # resamples of prompt ids (chat) and scenario ids (agent)
+    # Train DPO/SFT (and everything downstream) under this many training seeds; the report gives the
+    # spread of macro-F1 across them (the bootstrap CIs cover evaluation sampling only).
+    train_seeds: int = 1
 
 
 @dataclass
@@ -204,6 +222,9 @@ class Recipe:
     personas: list[str] = field(default_factory=lambda: list(ALL_PERSONAS))
     variants: list[str] = field(default_factory=lambda: list(VARIANTS))
     persona_strength: float = 1.0     # scales every persona adapter's delta at inference (chat eval, agent)
+    quant: str = "none"               # inference for chat eval and agent, as a laptop user would run it:
+                                      # none | q8_0 | q4_k_m (GGUF on llama_cpp, MLX 8/4-bit on mlx)
+    train_seed: int = 0               # set by score.train_seeds for its replicate runs (0 = the main run)
     engine: str = "mlx"               # generation (student, introspection, chat eval, agent): mlx | llama_cpp
                                       # | auto (MLX on Apple silicon, llama.cpp elsewhere); training is MLX
     data: DataCfg = field(default_factory=DataCfg)
@@ -221,6 +242,17 @@ class Recipe:
     extends: str = ""
     # set by the loader, not by the file
     source: str = ""
+
+    def agent_quant(self) -> str:
+        return self.agent.quant or self.quant
+
+    def training_seed(self) -> int:
+        """The seed of LoRA init and data order in DPO and SFT: the recipe's, or a replicate's."""
+        if not self.train_seed:
+            return self.seed
+        from .store import derive_seed
+
+        return derive_seed(self.seed, "train_seed", self.train_seed)
 
     def resolve(self, rel: str) -> Path:
         """Data paths are relative to the recipe file's directory."""
@@ -364,15 +396,27 @@ def _validate(r: Recipe, where: str) -> None:
         if v not in VARIANTS:
             raise LocalcharError(f"{where}: classifier.train_variants: unknown variant '{v}'")
     for rung in r.agent.rungs:
-        if rung not in ("chat", "draft", "single", "loop"):
-            raise LocalcharError(f"{where}: agent.rungs: unknown rung '{rung}' (rungs: chat, draft, single, loop)")
+        if rung not in RUNGS:
+            raise LocalcharError(f"{where}: agent.rungs: unknown rung '{rung}' (rungs: {', '.join(RUNGS)})")
+    if len(set(r.agent.rungs)) != len(r.agent.rungs):
+        raise LocalcharError(f"{where}: agent.rungs: a rung is listed twice ({r.agent.rungs})")
     if r.agent.tool_format not in ("uniform", "native"):
         raise LocalcharError(f"{where}: agent.tool_format: must be 'uniform' or 'native', got '{r.agent.tool_format}'")
     if r.engine not in ("mlx", "llama_cpp", "auto"):
         raise LocalcharError(f"{where}: engine: must be 'mlx', 'llama_cpp' or 'auto', got '{r.engine}' (the "
                              "openai engine serves the teacher: teacher.engine)")
-    if r.agent.quant not in ("none", "q8_0", "q4_k_m"):
-        raise LocalcharError(f"{where}: agent.quant: must be 'none', 'q8_0' or 'q4_k_m', got '{r.agent.quant}'")
+    if r.agent.constrained and r.agent.tool_format != "uniform":
+        raise LocalcharError(f"{where}: agent.constrained: holds the uniform <tool_call> format only; "
+                             f"agent.tool_format is '{r.agent.tool_format}'")
+    if r.quant not in QUANTS:
+        raise LocalcharError(f"{where}: quant: must be one of {', '.join(QUANTS)}, got '{r.quant}'")
+    if r.agent.quant not in ["", *QUANTS]:
+        raise LocalcharError(f"{where}: agent.quant: must be '' (= quant) or one of {', '.join(QUANTS)}, "
+                             f"got '{r.agent.quant}'")
+    if r.score.train_seeds < 1:
+        raise LocalcharError(f"{where}: score.train_seeds: must be at least 1, got {r.score.train_seeds}")
+    if r.train_seed < 0:
+        raise LocalcharError(f"{where}: train_seed: must be 0 or more, got {r.train_seed}")
     if r.teacher.engine not in ("mlx", "llama_cpp", "openai", "corpus"):
         raise LocalcharError(f"{where}: teacher.engine: must be 'mlx', 'llama_cpp', 'openai' or 'corpus', "
                              f"got '{r.teacher.engine}'")
@@ -407,8 +451,8 @@ def _validate(r: Recipe, where: str) -> None:
     if not 0 <= r.classifier.mixed_share < 1:
         raise LocalcharError(f"{where}: classifier.mixed_share: must be in [0, 1) (0 = off), "
                              f"got {r.classifier.mixed_share}")
-    if r.classifier.mixed_share > 0 and not set(r.agent.rungs) & {"draft", "single", "loop"}:
-        raise LocalcharError(f"{where}: classifier.mixed_share: needs an email rung (draft, single or loop) "
+    if r.classifier.mixed_share > 0 and not set(r.agent.rungs) & set(RUNGS[1:]):
+        raise LocalcharError(f"{where}: classifier.mixed_share: needs an email rung ({', '.join(RUNGS[1:])}) "
                              f"in agent.rungs, got {r.agent.rungs}")
     if r.classifier.kind not in ("tfidf", "embed", "tfidf+embed", "modernbert"):
         raise LocalcharError(f"{where}: classifier.kind: must be one of tfidf, embed, tfidf+embed, modernbert; "

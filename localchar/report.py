@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import statistics
 from pathlib import Path
 
 from .store import atomic_write_text, read_json, write_json
@@ -13,12 +14,16 @@ from .store import atomic_write_text, read_json, write_json
 PUBLISHED = {
     "chat_macro_f1_full_models": [0.86, 0.95],
     "agent_email_macro_f1": [0.29, 0.55],
-    "source": "Maiya et al. 2025 (Open Character Training); LessWrong, 2026-05-25 (agentic re-score)",
+    "personas": 11,
+    "source": "Maiya et al. 2025 (Open Character Training; chat: mean over the break-character suffixes); "
+              "LessWrong, 2026-05-25 (agentic re-score)",
 }
-HEADLINE = [("chat", "chat_plain", "chat"), ("chat + suffixes", "chat", "chat"),
-            ("inbox as chat", "chat", "ladder"), ("draft", "draft", "ladder"), ("single-turn inbox", "single", "ladder"), ("agent loop", "loop", "ladder")]
-MIXED_ROWS = {"chat": "chat (eval prompts)", "draft": "draft (held-out scenarios)",
-              "single": "single-turn inbox (held-out scenarios)", "loop": "agent loop (held-out scenarios)"}
+RUNG_TITLES = {"chat": "inbox as chat", "draft": "draft", "agent_draft": "agent draft (no tools)",
+               "single": "single-turn inbox", "loop": "agent loop"}
+HEADLINE = [("chat", "chat_plain", "chat"), ("chat + suffixes", "chat", "chat")] + \
+    [(t, r, "ladder") for r, t in RUNG_TITLES.items()]
+MIXED_ROWS = {"chat": "chat (eval prompts)", **{r: f"{t} (held-out scenarios)" for r, t in RUNG_TITLES.items()
+                                                if r != "chat"}}
 PLOTS = {"chat_vs_agent.png": "Chat vs agent-loop F1 per persona (95% CI)",
          "ladder.png": "Macro-F1 across the scaffold ladder (95% CI)",
          "confusion.png": "Confusion matrices (rows: true persona, columns: predicted)"}
@@ -27,13 +32,14 @@ PLOTS = {"chat_vs_agent.png": "Chat vs agent-loop F1 per persona (95% CI)",
 def _num(x: dict | None) -> dict | None:
     if not x:
         return None
-    return {"macro_f1": x["macro_f1"], "accuracy": x.get("accuracy"), "ci95": x.get("ci95"), "n": x.get("n", 0),
-            "clusters": x.get("clusters")}
+    keys = ("macro_f1", "ci95", "macro_f1_strict", "ci95_strict", "accuracy", "n", "clusters", "personas_scored")
+    return {k: x.get(k) for k in keys}
 
 
 def results(scores: dict, recipe, model_card, classifier: dict | None = None) -> dict:
     variants = {}
-    for v, s in scores.items():
+    for v, s in scores["variants"].items():
+        agent = s.get("agent") or {}
         variants[v] = {
             "chat_plain": _num(s["chat_plain"]), "chat": _num(s["chat"]),
             "chat_suffixes": {k: _num(x) for k, x in s.get("suffixes", {}).items()},
@@ -41,14 +47,15 @@ def results(scores: dict, recipe, model_card, classifier: dict | None = None) ->
             "chat_length_matched": {**(_num(s["chat_length_matched"]) or {}),
                                     "words": s["chat_length_matched"]["words"]} if s.get("chat_length_matched") else None,
             "ladder": {r: _num(x) for r, x in s.get("ladder", {}).items()},
-            "agent": _num(s["agent"]), "gap_chat_agent": s.get("gap_chat_agent"),
-            "agent_rollouts": s.get("agent_rollouts"), "agent_send_rate": s["agent_send_rate"],
-            "agent_terminations": s["agent_terminations"],
-            "chat_per_persona": s["chat_plain"]["per_persona"], "agent_per_persona": s["agent"]["per_persona"],
+            "ladder_deltas": s.get("ladder_deltas", {}), "coverage": s.get("coverage", {}),
+            "agent": _num(agent), "gap_chat_agent": s.get("gap_chat_agent"),
+            "gap_suffix_mean_agent": s.get("gap_suffix_mean_agent"),
+            "agent_terminations": s.get("agent_terminations", {}),
+            "chat_per_persona": s["chat_plain"]["per_persona"], "agent_per_persona": agent.get("per_persona", {}),
             "chat_per_persona_ci95": s["chat_plain"].get("per_persona_ci95", {}),
-            "agent_per_persona_ci95": s["agent"].get("per_persona_ci95", {}),
+            "agent_per_persona_ci95": agent.get("per_persona_ci95", {}),
             "chat_per_persona_prf": s["chat_plain"].get("per_persona_prf", {}),
-            "chat_confusion": s["chat_plain"]["confusion"], "agent_confusion": s["agent"]["confusion"],
+            "chat_confusion": s["chat_plain"]["confusion"], "agent_confusion": agent.get("confusion"),
         }
         if s.get("mixed_domain"):  # the classifier.mixed_share ablation
             m = s["mixed_domain"]
@@ -58,22 +65,41 @@ def results(scores: dict, recipe, model_card, classifier: dict | None = None) ->
                                "mixed_minus_main": x["mixed_minus_main"]} for k, x in m["scored"].items()}}
     if classifier:  # the summary minus its audit list of training prompt ids
         classifier = {k: v for k, v in classifier.items() if k != "train_prompt_ids"}
-    return {"recipe": recipe.name, "model": model_card.name, "hf_id": model_card.hf_id or None,
-            "seed": recipe.seed, "classifier": classifier, "personas": recipe.personas,
-            "chance_macro_f1": 1 / len(recipe.personas), "variants": variants, "published": PUBLISHED,
-            "reproducibility": ("Same recipe, seed, machine and engine: every generation, rollout, classifier "
-                                "and score is identical on a rerun. Across engines or machines, sampled text "
-                                "differs and so do the numbers, within their CIs.")}
+    out = {"recipe": recipe.name, "model": model_card.name, "hf_id": model_card.hf_id or None,
+           "seed": recipe.seed, "classifier": classifier, "personas": recipe.personas,
+           "chance_macro_f1": 1 / len(recipe.personas), "variants": variants,
+           "differences": scores.get("differences", {}), "bootstrap": scores.get("bootstrap"),
+           "inference": {"engine": recipe.engine, "chat_eval_quant": recipe.quant, "agent_quant": recipe.agent_quant(),
+                         "system_message": model_card.default_system or None},
+           "reproducibility": ("Same recipe, seed, machine and engine: every generation, rollout, classifier "
+                               "and score is identical on a rerun. Across engines or machines, sampled text "
+                               "differs and so do the numbers, within their CIs.")}
+    if len(recipe.personas) == PUBLISHED["personas"]:  # the published figures are 11-persona macro-F1s
+        out["published"] = PUBLISHED
+    return out
 
 
 def _ci(ci) -> str:
     return f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "n/a"
 
 
-def _cell(x: dict | None) -> str:
+def _cell(x: dict | None, total: int | None = None, empty: str = "no outputs") -> str:
+    """A score with its CI and n; 'k of n personas' when it stands on fewer personas than the run has."""
     if not x:
         return "–"
-    return f"{x['macro_f1']:.3f} {_ci(x['ci95'])} n={x['n']}" if x["n"] else "no outputs (n=0)"
+    if not x["n"] or x["macro_f1"] is None:
+        return f"{empty} (n=0)"
+    k = x.get("personas_scored")
+    who = f", {k} of {total} personas" if total and k is not None and k < total else ""
+    return f"{x['macro_f1']:.3f} {_ci(x['ci95'])} n={x['n']}{who}"
+
+
+def _delta(d: dict | None) -> str:
+    return f"{d['value']:+.3f} {_ci(d.get('ci95'))}" if d and d.get("value") is not None else "–"
+
+
+def _rate(x) -> str:
+    return f"{x:.0%}" if x is not None else "–"
 
 
 def _headline_row(r: dict, key: str, where: str):
@@ -83,20 +109,60 @@ def _headline_row(r: dict, key: str, where: str):
 def tables(res: dict) -> list[tuple[str, str, list[str], list[list[str]]]]:
     """(title, note, header, rows): the same tables for Markdown and HTML."""
     out = []
+    total = len(res["personas"])
     cols = [(t, k, w) for t, k, w in HEADLINE if any(_headline_row(r, k, w) for r in res["variants"].values())]
     rows = []
     for v, r in res["variants"].items():
-        gap = r.get("gap_chat_agent") or {}
-        rows.append([v] + [_cell(_headline_row(r, k, w)) for _, k, w in cols]
-                    + [f"{gap['value']:+.3f} {_ci(gap.get('ci95'))}" if gap.get("value") is not None else "–",
-                       f"{r['agent_send_rate']:.0%}"])
+        n = None if v == "base" else total
+        rows.append([v] + [_cell(_headline_row(r, k, w), n, "no emails" if w == "ladder" and k != "chat"
+                                 else "no outputs") for _, k, w in cols]
+                    + [_delta(r.get("gap_chat_agent")), _delta(r.get("gap_suffix_mean_agent"))])
+    b = res.get("bootstrap") or {}
+    inf = res.get("inference") or {}
+    quant = (f"chat eval and agent both at quant = {inf.get('chat_eval_quant')}" if inf.get("chat_eval_quant") ==
+             inf.get("agent_quant") else f"chat eval at {inf.get('chat_eval_quant')}, agent at {inf.get('agent_quant')} "
+             "(the recipe asks for different ones)")
     out.append(("Persona-classifier macro-F1 [95% CI] n",
-                f"{len(res['personas'])} personas, chance ≈ {res['chance_macro_f1']:.2f}. chat = held-out eval prompts; "
-                "chat + suffixes adds the break-character suffixes; draft / single-turn inbox / agent loop are the "
-                "scaffold ladder on the same inbox scenarios: the inbox as a chat question, a request to draft the "
-                "emails, one reply that must send them, the tool loop (the last two score sent email bodies). "
-                "gap = chat − agent loop, with its own bootstrap CI.",
-                ["variant"] + [t for t, _, _ in cols] + ["gap (chat − loop)", "send rate"], rows))
+                f"{total} personas, chance = {res['chance_macro_f1']:.2f}. chat = held-out eval prompts; chat + suffixes "
+                "adds the break-character suffixes; then the scaffold ladder on the same inbox scenarios, one change "
+                "per rung: the inbox as a chat question, the task of drafting replies, the agent's system prompt "
+                "(drafts, no tools), the tools (one reply that sends), the tool loop. Email rungs score email bodies "
+                "(drafts split, headers stripped; sent bodies). Macro-F1 is over the personas that wrote email "
+                "(\"k of n personas\" when some wrote none; the strict figure with F1 = 0 for them is in "
+                f"results.json). CIs: {b.get('resamples', '?')} bootstrap resamples of {b.get('chat_clusters', '?')} "
+                f"prompt ids (chat) and {b.get('agent_clusters', '?')} scenario ids (agent), every persona and variant "
+                f"of a drawn id together. gap = chat − agent loop, against plain chat and against the suffix mean "
+                f"(the published chat figure is the suffix mean). {quant}.",
+                ["variant"] + [t for t, _, _ in cols] + ["gap (chat − loop)", "gap (suffix mean − loop)"], rows))
+    rows = []
+    for v, r in res["variants"].items():
+        for rung, c in r.get("coverage", {}).items():
+            pw = f"{c['personas_with_email']} of {c['personas']}" if "personas" in c else "–"
+            rows.append([v, RUNG_TITLES.get(rung, rung), str(c["rollouts"]), str(c["rollouts_sent"]), str(c["emails"]),
+                         str(c["parse_failures"]), str(c["rejected_calls"]), _rate(c["task_coverage"]), pw])
+    out.append(("Coverage: what each agent number stands on",
+                "Per variant and rung: rollouts; rollouts that wrote at least one email (a reply on the chat rung); "
+                "emails (drafted or sent); tool calls that failed to parse; calls the email client rejected (unknown "
+                "recipient, empty body, ...); task coverage = share of the scenarios' emails that need a reply which "
+                "got an email to their sender; personas with at least one email. Per persona: results.json, "
+                "`variants.<v>.coverage.<rung>.per_persona`.",
+                ["variant", "rung", "rollouts", "wrote email", "emails", "parse failures", "rejected calls",
+                 "task coverage", "personas with email"], rows))
+    rungs = [rung for r in res["variants"].values() for rung in r.get("ladder_deltas", {})]
+    rungs = list(dict.fromkeys(rungs))
+    rows = [[v] + [_delta(r.get("ladder_deltas", {}).get(rung)) for rung in rungs] for v, r in res["variants"].items()]
+    out.append(("Where the signal goes: each rung minus the one before",
+                "Macro-F1 of each rung minus the previous rung's (the first rung minus plain chat), with the bootstrap "
+                "CI of the difference: paired by scenario between rungs, independent for chat eval → first rung.",
+                ["variant"] + [f"→ {RUNG_TITLES.get(x, x)}" for x in rungs], rows))
+    if res.get("differences"):
+        measures = list(dict.fromkeys(m for d in res["differences"].values() for m in d))
+        names = {"chat_plain": "chat", "chat": "chat + suffixes", **RUNG_TITLES}
+        rows = [[k.replace("_minus_", " − ")] + [_delta(d.get(m)) for m in measures]
+                for k, d in res["differences"].items()]
+        out.append(("Variant differences", "Macro-F1 of one variant minus another's on the same prompts and "
+                    "scenarios, with the paired bootstrap CI.", ["contrast"] + [names.get(m, m) for m in measures],
+                    rows))
     rows = []
     for v, r in res["variants"].items():
         ms = r.get("chat_suffix_mean_sem")
@@ -106,34 +172,77 @@ def tables(res: dict) -> list[tuple[str, str, list[str], list[list[str]]]]:
                      f"{lm['macro_f1']:.3f} {_ci(lm['ci95'])} ({lm['words']} words)" if lm and lm.get("n") else "–",
                      ", ".join(f"{k}: {n}" for k, n in r["agent_terminations"].items()) or "–"])
     out.append(("Controls", "Mean ± SEM of macro-F1 over the break-character suffixes (as the paper reports it); "
-                "chat answers cut to the median length of the variant's email bodies (does length alone explain "
+                "chat answers cut to the median length of the variant's sent email bodies (does length alone explain "
                 "the drop?); why agent loops ended.",
                 ["variant", "suffixes mean ± SEM", "length-matched chat", "loop terminations"], rows))
-    names = list(res["variants"])
-    rows = [[p] + [f"{res['variants'][v]['chat_per_persona'].get(p, 0):.2f} / "
-                   f"{res['variants'][v]['agent_per_persona'].get(p, 0):.2f}" for v in names] for p in res["personas"]]
-    out.append(("Per persona (F1, chat / agent loop)", "", ["persona"] + names, rows))
+    names = [v for v in res["variants"] if v != "base"] or list(res["variants"])
+
+    def pf(x):
+        return "no emails" if x is None else f"{x:.2f}"
+
+    rows = [[p] + [f"{pf(res['variants'][v]['chat_per_persona'].get(p))} / "
+                   f"{pf(res['variants'][v]['agent_per_persona'].get(p))} "
+                   f"({(res['variants'][v]['coverage'].get('loop', {}).get('per_persona', {}).get(p) or {}).get('emails', 0)})"
+                   for v in names] for p in res["personas"]]
+    out.append(("Per persona (F1, chat / agent loop, and loop emails)", "", ["persona"] + names, rows))
     mixed = {v: r["mixed_domain"] for v, r in res["variants"].items() if r.get("mixed_domain")}
     if mixed:
         first = next(iter(mixed.values()))
-        trained, total = len(first["train_scenarios"]), len(first["train_scenarios"]) + len(first["held_out_scenarios"])
+        trained, total_sc = len(first["train_scenarios"]), len(first["train_scenarios"]) + len(first["held_out_scenarios"])
         rows = []
         for v, m in mixed.items():
             for what, x in m["scored"].items():
-                d = x["mixed_minus_main"]
                 rows.append([v, MIXED_ROWS.get(what, what), _cell(x["main"]), _cell(x["mixed"]),
-                             f"{d['value']:+.3f} {_ci(d.get('ci95'))}" if d.get("value") is not None else "–"])
+                             _delta(x["mixed_minus_main"])])
         out.append(("Mixed-domain classifier",
                     f"A second classifier trained on the same chat answers plus the emails of "
-                    f"{trained} of {total} agent scenarios (classifier.mixed_share = {first['mixed_share']}; "
+                    f"{trained} of {total_sc} agent scenarios (classifier.mixed_share = {first['mixed_share']}; "
                     f"{first['train_email_rows']} emails, {first['train_chat_rows']} chat answers), scored with "
                     "the main classifier on the same items: the plain chat answers and the outputs of the "
                     "held-out scenarios only. If mixed beats main on emails, part of the chat → agent drop is "
                     "the classifier not transferring, not the persona fading. CI of the difference: paired bootstrap.",
                     ["variant", "scored", "main classifier", "mixed classifier", "mixed − main"], rows))
+    if res.get("train_seeds"):
+        out.append(seed_table(res["train_seeds"]))
     if res.get("timings"):
         out.append(("Where the time goes", TIMING_NOTE, TIMING_HEADER, timing_rows(res["timings"])))
     return out
+
+
+SEED_MEASURES = [("chat", "chat_plain"), ("agent loop", "loop")]
+
+
+def seed_spread(per_seed: list[dict]) -> dict:
+    """Macro-F1 across training seeds (each a whole results.json): per variant and measure, the
+    values in seed order, their mean and standard deviation."""
+    out = {"seeds": [r.get("train_seed", 0) for r in per_seed], "variants": {}}
+    for v in per_seed[0]["variants"]:
+        row = {}
+        for _, key in SEED_MEASURES:
+            vals = [(r["variants"][v]["chat_plain"] if key == "chat_plain" else r["variants"][v]["ladder"].get(key)
+                     or {}).get("macro_f1") for r in per_seed]
+            got = [x for x in vals if x is not None]
+            row[key] = {"values": vals, "mean": sum(got) / len(got) if got else None,
+                        "sd": (statistics.stdev(got) if len(got) > 1 else None)}
+        out["variants"][v] = row
+    return out
+
+
+def seed_table(spread: dict):
+    rows = []
+    for v, row in spread["variants"].items():
+        cells = []
+        for _, key in SEED_MEASURES:
+            x = row[key]
+            vals = ", ".join("–" if y is None else f"{y:.3f}" for y in x["values"])
+            cells.append(f"{x['mean']:.3f} ± {x['sd']:.3f} ({vals})" if x["sd"] is not None else
+                         (f"{x['mean']:.3f} ({vals})" if x["mean"] is not None else "–"))
+        rows.append([v] + cells)
+    return (f"Spread across {len(spread['seeds'])} training seeds",
+            "DPO and SFT (and everything after them) rerun under each training seed (score.train_seeds): mean ± "
+            "standard deviation of macro-F1 over the seeds, each seed's value in brackets. The bootstrap CIs above "
+            "cover evaluation sampling only; this is the training-seed part.",
+            ["variant"] + [t for t, _ in SEED_MEASURES], rows)
 
 
 def markdown(res: dict) -> str:
@@ -146,12 +255,17 @@ def markdown(res: dict) -> str:
         lines += [f"## {title}", ""] + ([note, ""] if note else [])
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(r) + " |" for r in rows] + [""]
-    pub = res["published"]
-    lines += ["## Published reference", "",
-              f"- chat, full character training: macro-F1 {pub['chat_macro_f1_full_models'][0]}–"
-              f"{pub['chat_macro_f1_full_models'][1]}",
-              f"- agentic email bodies: macro-F1 {pub['agent_email_macro_f1'][0]}–{pub['agent_email_macro_f1'][1]}",
-              f"- source: {pub['source']}", "", f"Reproducibility: {res['reproducibility']}", ""]
+    pub = res.get("published")
+    if pub:
+        lines += ["## Published reference (11 personas)", "",
+                  f"- chat, full character training: macro-F1 {pub['chat_macro_f1_full_models'][0]}–"
+                  f"{pub['chat_macro_f1_full_models'][1]}",
+                  f"- agentic email bodies: macro-F1 {pub['agent_email_macro_f1'][0]}–{pub['agent_email_macro_f1'][1]}",
+                  f"- source: {pub['source']}", ""]
+    else:
+        lines += [f"The published references are 11-persona macro-F1s; this run has {len(res['personas'])} personas "
+                  f"(chance {res['chance_macro_f1']:.2f}), so they are not shown.", ""]
+    lines += [f"Reproducibility: {res['reproducibility']}", ""]
     lines += [f"![{t}]({f})" for f, t in PLOTS.items()] + [""]
     return "\n".join(lines)
 
@@ -206,9 +320,14 @@ def plots(res: dict, out: Path) -> None:
     x = np.arange(len(personas))
     fig, ax = plt.subplots(figsize=(max(7, len(personas) * 0.8), 4.2))
     for off, key, label in ((-0.2, "chat", "chat"), (0.2, "agent", "agent loop (email bodies)")):
-        vals = [r[f"{key}_per_persona"].get(p, 0) for p in personas]
-        cis = [r[f"{key}_per_persona_ci95"].get(p) for p in personas]
-        ax.bar(x + off, vals, 0.4, yerr=_err(vals, cis), capsize=2, label=label)
+        raw = [(r[f"{key}_per_persona"] or {}).get(p) for p in personas]
+        vals = [0.0 if v is None else v for v in raw]
+        cis = [(r[f"{key}_per_persona_ci95"] or {}).get(p) for p in personas]
+        bars = ax.bar(x + off, vals, 0.4, yerr=_err(vals, cis), capsize=2, label=label)
+        for b, v in zip(bars, raw):  # a persona that wrote nothing has no F1, not a zero
+            if v is None:
+                ax.text(b.get_x() + b.get_width() / 2, 0.02, "no emails", rotation=90, ha="center", va="bottom",
+                        fontsize=6, color="grey")
     ax.axhline(res["chance_macro_f1"], color="grey", ls="--", lw=1, label="chance")
     ax.set_xticks(x, personas, rotation=45, ha="right")
     ax.set_ylim(0, 1.05)
@@ -217,11 +336,11 @@ def plots(res: dict, out: Path) -> None:
     ax.legend(fontsize=8)
     _save(fig, out / "chat_vs_agent.png")
 
-    cols = [(t, k, w) for t, k, w in HEADLINE]
-    fig, ax = plt.subplots(figsize=(8, 4.2))
+    cols = [(t, k, w) for t, k, w in HEADLINE if any(_headline_row(rv, k, w) for rv in res["variants"].values())]
+    fig, ax = plt.subplots(figsize=(9, 4.2))
     for v, rv in res["variants"].items():
         pts = [(i, _headline_row(rv, k, w)) for i, (_, k, w) in enumerate(cols)]
-        pts = [(i, p) for i, p in pts if p and p["n"]]  # a rung with no outputs has no score to plot
+        pts = [(i, p) for i, p in pts if p and p["n"] and p["macro_f1"] is not None]  # nothing scored: no point
         if not pts:
             continue
         vals = [p["macro_f1"] for _, p in pts]
@@ -237,7 +356,7 @@ def plots(res: dict, out: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 5))
     for ax, key, title in ((axes[0], "chat_confusion", "chat"), (axes[1], "agent_confusion", "agent loop")):
-        m = np.array([[r[key][t][p] for p in personas] for t in personas], dtype=float)
+        m = np.array([[(r[key] or {}).get(t, {}).get(p, 0) for p in personas] for t in personas], dtype=float)
         rows = m.sum(1, keepdims=True)
         ax.imshow(np.divide(m, rows, out=np.zeros_like(m), where=rows > 0), vmin=0, vmax=1, cmap="Blues")
         ax.set_xticks(range(len(personas)), personas, rotation=90, fontsize=7)
@@ -273,13 +392,14 @@ def timing_rows(timings: list[dict]) -> list[list[str]]:
     return rows
 
 
-def add_timings(results_dir: Path, timings: list[dict]) -> None:
-    """Where the time went: per-stage seconds and tokens, added to a run's published results
-    (results.json, report.md, report.html). Called by the runner, which knows every stage."""
+def extend_results(results_dir: Path, **fields) -> None:
+    """Add what only the runner knows to a run's published results (results.json, report.md,
+    report.html): `timings` (per-stage seconds and tokens), `train_seeds` (the spread across
+    score.train_seeds replicates)."""
     res_path = results_dir / "results.json"
     if not res_path.exists():
         return
-    res = {**read_json(res_path), "timings": timings}
+    res = {**read_json(res_path), **fields}
     write_json(res_path, res)
     atomic_write_text(results_dir / "report.md", markdown(res))
     atomic_write_text(results_dir / "report.html", html_page(res, results_dir))
@@ -291,7 +411,7 @@ def compare(a: dict, b: dict, name_a: str, name_b: str) -> str:
     for v in [v for v in a["variants"] if v in b["variants"]]:
         for title, key, where in HEADLINE:
             x, y = _headline_row(a["variants"][v], key, where), _headline_row(b["variants"][v], key, where)
-            if x and y:
+            if x and y and x.get("macro_f1") is not None and y.get("macro_f1") is not None:
                 lines.append(f"| {v} | {title} | {_cell(x)} | {_cell(y)} | {y['macro_f1'] - x['macro_f1']:+.3f} |")
     return "\n".join(lines) + "\n"
 

@@ -8,6 +8,7 @@ an instance directory without it is resumed (per-row stages keep flushed JSONL r
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import shutil
@@ -192,8 +193,13 @@ def run(recipe: C.Recipe, runs_dir: Path, force: tuple[str, ...] = (), dry_run: 
             raise LocalcharError(f"--force {f}: unknown stage (stages: {', '.join(STAGE_NAMES)})")
     instances = plan(recipe, run_dir)
     card = C.load_model_card(recipe.model)
+    # score.train_seeds: the same recipe under more training seeds; what does not depend on the
+    # training seed (model, teacher, student, DPO pairs) is shared, the rest reruns per seed
+    replicates = [(r, plan(r, run_dir)) for r in (dataclasses.replace(recipe, train_seed=k)
+                                                  for k in range(1, recipe.score.train_seeds))]
     if dry_run:
-        _print_plan(recipe, card, instances, force, machine)
+        _print_plan(recipe, card, instances + [i for _, ii in replicates for i in ii
+                                               if i.key not in {j.key for j in instances}], force, machine)
         return run_dir
     try:
         import tempfile
@@ -206,7 +212,18 @@ def run(recipe: C.Recipe, runs_dir: Path, force: tuple[str, ...] = (), dry_run: 
         raise LocalcharError(f"{run_dir}: cannot write the run directory ({e.strerror}); "
                              "choose another with --runs-dir") from None
     with _run_lock(run_dir):
-        return _run(recipe, card, instances, run_dir, force, results_name)
+        _run(recipe, card, instances, run_dir, force, results_name)
+        if replicates:
+            from .report import extend_results, seed_spread
+
+            per_seed = [read_json(run_dir / results_name / "results.json")]
+            for r, ii in replicates:
+                console.print(f"[bold]training seed {r.train_seed}[/] of {recipe.score.train_seeds - 1} more")
+                name = f"{results_name}-seeds/{r.train_seed}"
+                _run(r, card, ii, run_dir, force, name, write_recipe=False)
+                per_seed.append({**read_json(run_dir / name / "results.json"), "train_seed": r.train_seed})
+            extend_results(run_dir / results_name, train_seeds=seed_spread(per_seed))
+        return run_dir
 
 
 @contextmanager
@@ -249,11 +266,12 @@ def timings(instances) -> list[dict]:
     return list(out.values())
 
 
-def _run(recipe, card, instances, run_dir: Path, force, results_name: str) -> Path:
+def _run(recipe, card, instances, run_dir: Path, force, results_name: str, write_recipe: bool = True) -> Path:
     from .store import atomic_write_text
 
-    atomic_write_text(run_dir / "recipe.resolved.toml",
-                      f"# resolved from {recipe.source}\n" + C.to_toml(C.to_dict(recipe)) + "\n")
+    if write_recipe:
+        atomic_write_text(run_dir / "recipe.resolved.toml",
+                          f"# resolved from {recipe.source}\n" + C.to_toml(C.to_dict(recipe)) + "\n")
     ran = skipped = 0
     t_all = time.perf_counter()
     for inst in instances:
@@ -285,10 +303,10 @@ def _run(recipe, card, instances, run_dir: Path, force, results_name: str) -> Pa
     tmp.rename(results)
     from .backends import resolve
     from .estimate import record_rates
-    from .report import add_timings
+    from .report import extend_results
 
     spent = timings(instances)
-    add_timings(results, spent)
+    extend_results(results, timings=spent)
     if ran:
         record_rates(card, resolve(recipe.engine), spent, run_dir)
     if ran == 0:

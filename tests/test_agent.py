@@ -117,9 +117,62 @@ def test_one_turn_rungs():
                          make_rollout("n", SCEN, "single", seed=3)], Sampling(), AgentCfg())
     assert rows[0]["termination"] == "answered" and rows[0]["outputs"] == ["My thoughts, arr."]
     assert rows[1]["termination"] == "single_turn" and rows[1]["outputs"] == ["One.", "Two."]
+    # no call at all: one second chance (a nudge), then it stops
     assert rows[2]["termination"] == "no_tool_call" and rows[2]["outputs"] == []
-    assert all(r["counts"]["turns"] == 1 for r in rows)
+    assert rows[2]["counts"]["retried"] and rows[2]["counts"]["nudged"] and rows[2]["counts"]["turns"] == 2
+    assert [r["counts"]["turns"] for r in rows[:2]] == [1, 1] and not rows[1]["counts"]["retried"]
     assert rows[1]["rung"] == "single" and rows[1]["seed"] == 2 and rows[1]["parse_forms"] == ["tagged"]
+    assert rows[1]["coverage"] == {"needs_reply": [e["id"]], "replied": [e["id"]]} and rows[0]["coverage"] is None
+
+
+def test_single_rung_gets_one_second_chance_after_a_rejected_or_broken_call():
+    e = next(x for x in SCEN["emails"] if x["needs_reply"])
+    bad = call("send_email", to="nobody@nowhere.example", subject="Re", body="Hi.")
+    good = call("send_email", to=e["from"], subject="Re", body="Fixed.")
+    rows = run_rollouts(ScriptedEngine([bad, "<tool_call>{broken", good, good, bad]),
+                        [make_rollout("r", SCEN, "single", seed=1), make_rollout("p", SCEN, "single", seed=2)],
+                        Sampling(), AgentCfg())
+    # the rejected call and the parse failure go back as tool results; the retry's email is sent
+    assert [r["outputs"] for r in rows] == [["Fixed."], ["Fixed."]]
+    assert rows[0]["counts"]["rejected_calls"] == 1 and rows[1]["counts"]["parse_errors"] == 1
+    assert all(r["counts"]["turns"] == 2 and r["counts"]["retried"] for r in rows)
+    assert "unknown recipient" in rows[0]["messages"][-2]["content"] or "unknown recipient" in json.dumps(rows[0]["turns"])
+    # a second failure does not get a third turn
+    rows = run_rollouts(ScriptedEngine([bad, bad, good]), [make_rollout("x", SCEN, "single", seed=3)], Sampling(),
+                        AgentCfg())
+    assert rows[0]["counts"]["turns"] == 2 and rows[0]["outputs"] == [] and rows[0]["counts"]["rejected_calls"] == 2
+
+
+def test_draft_rungs_score_bodies_split_from_the_reply():
+    from localchar.agent.drafts import split_drafts
+
+    e = next(x for x in SCEN["emails"] if x["needs_reply"])
+    reply = (f"Here are the drafts.\n\n**To:** {e['from'].upper()}\n**Subject:** Re: tips\n\nHi Jonah,\n\nSave a "
+             "little each week.\n\nBest,\nAlex\n\n---\n\nTo: billing@brightwatt.example\nSubject: Thanks\n\nNoted.")
+    emails = split_drafts(reply)
+    assert [m["body"] for m in emails] == ["Here are the drafts.", "Hi Jonah,\n\nSave a little each week.\n\nBest,\nAlex",
+                                           "Noted."]
+    assert emails[1]["to"] == [e["from"].upper()] and emails[1]["subject"].strip("* ") == "Re: tips"
+    assert split_drafts("Just a body,\nno headers.") == [{"to": [], "subject": "", "body": "Just a body,\nno headers."}]
+    assert split_drafts("To: a@b.example\nSubject: x\n\n") == []
+    rows = run_rollouts(ScriptedEngine([reply, reply]), [make_rollout("d", SCEN, "draft", seed=1),
+                                                       make_rollout("a", SCEN, "agent_draft", seed=2)], Sampling(), AgentCfg())
+    for r in rows:
+        assert r["outputs"] == [m["body"] for m in emails] and r["messages"][-1]["content"] == reply
+        assert r["coverage"]["replied"] == [e["id"]] and r["counts"]["emails"] == 3
+
+
+def test_ladder_changes_one_thing_per_rung():
+    """chat -> draft changes the task only; -> agent_draft adds the agent's system prompt (no tools);
+    -> single adds the tools; the persona/default system text heads every system turn."""
+    m = {r: rung_messages(SCEN, r, "SYS") for r in ("chat", "draft", "agent_draft", "single", "loop")}
+    assert m["chat"][0] == m["draft"][0] == {"role": "system", "content": "SYS"}
+    assert m["chat"][1]["content"].split("\n\n")[0] == m["draft"][1]["content"].split("\n\n")[0]
+    assert "tool" not in m["agent_draft"][0]["content"].lower() and m["agent_draft"][0]["content"].startswith("SYS\n\n")
+    assert m["single"][0]["content"].startswith(m["agent_draft"][0]["content"])
+    assert "<tool_call>" in m["single"][0]["content"] and m["single"][0]["content"] == m["loop"][0]["content"]
+    assert m["agent_draft"][1]["content"].split("Your inbox")[0] == m["single"][1]["content"].split("Your inbox")[0]
+    assert rung_messages(SCEN, "chat")[0]["role"] == "user"  # no system text: no system turn
 
 
 def test_hostile_model_text_stays_data(tmp_path, monkeypatch):
@@ -155,3 +208,61 @@ def test_hostile_model_text_stays_data(tmp_path, monkeypatch):
     assert [c["name"] for c in calls] == ["send_email"]
     calls, errors = parse_tool_calls(call("send_email", to=e["from"], body="C" * 3_000_000))
     assert calls == [] and "over 2000000 characters" in errors[0]
+
+
+def test_parser_reads_raw_line_breaks_in_every_form():
+    """Models write multi-line bodies with real newlines, tabs and CRs inside the quotes."""
+    args = {"to": "a@b.example", "body": "Hi Dana,\n\n\tThanks — see you at 3 {ok}.\r\nBest,\n日本"}
+
+    def raw(obj):  # JSON with the control characters left unescaped (the body holds no backslash)
+        return json.dumps(obj, ensure_ascii=False).replace("\\n", "\n").replace("\\t", "\t").replace("\\r", "\r")
+
+    whole, body = raw({"name": "send_email", "arguments": args}), args["body"]
+    for text, form in [(f"<tool_call>{whole}</tool_call>", "tagged"), (f"```json\n{whole}\n```", "fenced"),
+                       (f"<function=send_email>{raw(args)}</function>", "function"),
+                       (f"Sending {whole} now", "bare_json"),
+                       (f'send_email(to="a@b.example", body="{body}")', "python"),
+                       (f"```tool_code\nsend_email(to='a@b.example', body='{body}')\n```", "fenced"),
+                       (f"<tool_call>{{'name': 'send_email', 'arguments': {{'to': 'a@b.example', 'body': '{body}'}}}}"
+                        "</tool_call>", "tagged")]:
+        assert parse_tool_calls(text) == ([{"name": "send_email", "arguments": args, "form": form}], []), form
+
+
+def test_parser_reads_gemma_tool_code():
+    text = ("I'll reply now.\n```tool_code\n# Let's answer Dana first\nprint(default_api.send_email("
+            "to=\"a@b.example\", subject=\"Re: plan\", body=\"Hi,\n\nIt's (mostly) fine.\"))\n"
+            "print(default_api.end_session())\n```")
+    assert parse_tool_calls(text) == ([
+        {"name": "send_email", "form": "tool_code",
+         "arguments": {"to": "a@b.example", "subject": "Re: plan", "body": "Hi,\n\nIt's (mostly) fine."}},
+        {"name": "end_session", "arguments": {}, "form": "tool_code"}], [])
+    # unfenced, with or without print(...); only known tools; a print( left open still yields its call
+    calls, _ = parse_tool_calls('print(default_api.read_email(email_id="e1")) then default_api.list_inbox()')
+    assert [(c["name"], c["form"]) for c in calls] == [("read_email", "tool_code"), ("list_inbox", "tool_code")]
+    assert parse_tool_calls("print(default_api.delete_all())") == ([], [])
+    assert parse_tool_calls('print(default_api.read_email(email_id="e1")')[0][0]["arguments"] == {"email_id": "e1"}
+    calls, errs = parse_tool_calls('```tool_code\nprint(default_api.send_email(to=open("x").read()))\n```')
+    assert calls == [] and errs  # never code
+
+
+def test_client_resolves_recipients_as_people_write_them():
+    dana, other = "Dana.Reyes@x.example", SCEN["contacts"][0]["address"]
+    c = EmailClient(dict(SCEN, contacts=SCEN["contacts"] + [{"name": "Dana Reyes", "address": dana}]))
+
+    def send(to, body="Hi."):
+        return json.loads(c.execute("send_email", {"to": to, "subject": "Re", "body": body}))
+
+    for to, want in [("Dana Reyes <dana.reyes@x.example>", [dana]), ("  DANA.REYES@X.EXAMPLE \n", [dana]),
+                     ([dana.lower(), f"Someone <{other}>"], [dana, other]), (f"{dana}, {other.upper()}", [dana, other]),
+                     (f'{other}; "Reyes, Dana" <{dana}>', [other, dana]), (f"{dana},{dana.upper()}", [dana])]:
+        assert send(to)["ok"] and c.sent[-1]["to"] == want, to
+    assert [s["id"] for s in c.sent] == ["s1", "s2", "s3", "s4", "s5", "s6"]
+    err = send("Stranger <stranger@nowhere.example>")["error"]
+    assert "unknown recipient stranger@nowhere.example;" in err and dana in err and other in err
+    assert "unknown recipient stranger@nowhere.example;" in send([dana, "stranger@nowhere.example"])["error"]
+    assert "unknown recipient stranger@nowhere.example;" in send(f"{dana}; stranger@nowhere.example")["error"]
+    for empty in ("", "  ", [], " , ;", None):
+        assert "no recipient" in send(empty)["error"] and dana in send(empty)["error"]
+    assert "no recipient" in json.loads(c.execute("send_email", {"subject": "x", "body": "y"}))["error"]
+    assert send(dana, body=" \n")["error"] == "body is empty"
+    assert len(c.sent) == 6

@@ -91,3 +91,27 @@ def test_dry_run_machine_profile(tmp_path):
     big, hours_32 = total()
     small, hours_16 = total("--machine", "m4-16")
     assert "M2 Max" in big and "Apple M4" in small and hours_16 > 2 * hours_32
+
+
+def test_train_seeds_rerun_training_and_what_follows_and_share_the_rest(tmp_path):
+    import dataclasses
+
+    load_recipe = C.load_recipe
+    from localchar.report import seed_spread
+    from localchar.runner import plan
+
+    recipe = load_recipe("tiny-all", ['personas=["sarcasm"]', "score.train_seeds=3"])
+    main = {(i.stage, i.persona): i.key for i in plan(recipe, tmp_path)}
+    rep = {(i.stage, i.persona): i.key for i in plan(dataclasses.replace(recipe, train_seed=1), tmp_path)}
+    same = {s for (s, _), k in main.items() if rep[(s, _)] == k}
+    assert same == {"model", "teacher", "student", "dpo_data"}
+    assert recipe.training_seed() == recipe.seed != dataclasses.replace(recipe, train_seed=1).training_seed()
+    # asking for replicates changes none of the main run's keys
+    assert main == {(i.stage, i.persona): i.key for i in plan(load_recipe("tiny-all", ['personas=["sarcasm"]']),
+                                                              tmp_path)}
+    runs = [{"train_seed": k, "variants": {"full": {"chat_plain": {"macro_f1": c}, "ladder": {"loop": {"macro_f1": a}}}}}
+            for k, (c, a) in enumerate([(0.8, 0.2), (0.6, None), (0.7, 0.4)])]
+    s = seed_spread(runs)
+    assert s["seeds"] == [0, 1, 2] and abs(s["variants"]["full"]["chat_plain"]["mean"] - 0.7) < 1e-12
+    assert abs(s["variants"]["full"]["chat_plain"]["sd"] - 0.1) < 1e-12
+    assert s["variants"]["full"]["loop"]["values"] == [0.2, None, 0.4] and abs(s["variants"]["full"]["loop"]["mean"] - 0.3) < 1e-12

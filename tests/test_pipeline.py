@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from localchar.config import ALL_PERSONAS
+from localchar.config import ALL_PERSONAS, RUNGS
 from localchar.store import read_jsonl
 
 
@@ -38,11 +38,26 @@ def test_results_hold_chat_and_agent_scores(tiny_run):
             assert {"macro_f1", "ci95", "n"} <= set(x)
         assert v["chat"]["n"] > 0 and v["chat"]["ci95"] is not None
         assert set(v["chat_per_persona"]) == set(ALL_PERSONAS)
-        assert set(v["ladder"]) == {"chat", "draft", "single", "loop"} and v["ladder"]["chat"]["n"] > 0
-    full = res["variants"]["full"]
-    assert (full["gap_chat_agent"]["value"] is None) == (full["agent"]["n"] == 0)
+        assert set(v["ladder"]) == set(RUNGS) and v["ladder"]["chat"]["n"] > 0
+        for rung, c in v["coverage"].items():
+            assert {"rollouts", "rollouts_sent", "emails", "parse_failures", "rejected_calls", "task_coverage"} <= set(c)
+            assert v["ladder"][rung]["n"] == c["emails"] * (len(ALL_PERSONAS) if v is res["variants"]["base"] else 1)
+    # the headline on the embedded default: every persona of the trained variants sends email on the
+    # tool rungs, so the agent numbers and the gap exist, with their CIs over 6 scenario ids
+    for name in ("full", "distilled"):
+        v = res["variants"][name]
+        for rung in ("single", "loop"):
+            per = v["coverage"][rung]["per_persona"]
+            assert all(per[p]["emails"] > 0 for p in ALL_PERSONAS), (name, rung, per)
+            assert v["ladder"][rung]["ci95"] is not None and v["ladder"][rung]["clusters"] == 6
+            assert v["coverage"][rung]["personas_with_email"] == len(ALL_PERSONAS)
+        assert v["gap_chat_agent"]["ci95"] is not None and v["gap_suffix_mean_agent"]["value"] is not None
+        assert all(d["ci95"] is not None for d in v["ladder_deltas"].values())
+    assert res["differences"]["full_minus_distilled"]["loop"]["ci95"] is not None
+    assert res["bootstrap"]["agent_clusters"] == 6 and "published" in res  # 11 personas: the references show
     md = (run_dir / "results" / "report.md").read_text()
     assert md.count("|") > 20 and "single-turn inbox" in md and "gap" in md
+    assert "## Coverage" in md and "Where the signal goes" in md and "Published reference (11 personas)" in md
     for png in ("chat_vs_agent.png", "ladder.png", "confusion.png"):
         assert (run_dir / "results" / png).stat().st_size > 1000
     page = (run_dir / "results" / "report.html").read_text()

@@ -32,24 +32,24 @@ def test_score_counts_emails_and_base_rows_once_per_persona(tmp_path):
     gens.append({"id": "base/-/eval/x/plain", "variant": "base", "persona": None, "split": "eval", "prompt_id": "x",
                  "suffix": None, "response": "hello there"})
     write_jsonl(tmp_path / "chat_eval" / "generations.jsonl", gens)
-    rollouts = [{"id": f"loop/full/{p}/s/0", "variant": "full", "persona": p, "rung": "loop",
+    rollouts = [{"id": f"loop/full/{p}/s/0", "scenario": "s", "variant": "full", "persona": p, "rung": "loop",
                  "termination": "end_session", "sent_emails": [{"body": words["poeticism"]}],
                  "outputs": [words["poeticism"]]} for p in words]
-    rollouts.append({"id": "loop/base/-/s/0", "variant": "base", "persona": None, "rung": "loop",
+    rollouts.append({"id": "loop/base/-/s/0", "scenario": "s", "variant": "base", "persona": None, "rung": "loop",
                      "termination": "max_turns", "sent_emails": [], "outputs": []})
-    rollouts += [{"id": f"chat/full/{p}/s/0", "variant": "full", "persona": p, "rung": "chat",
+    rollouts += [{"id": f"chat/full/{p}/s/0", "scenario": "s", "variant": "full", "persona": p, "rung": "chat",
                   "termination": "answered", "sent_emails": [], "outputs": [words[p]]} for p in words]
     write_jsonl(tmp_path / "agent" / "rollouts.jsonl", rollouts)
     score.run(Ctx(tmp_path, recipe))
-    s = json.loads((tmp_path / "score" / "scores.json").read_text())
+    s = json.loads((tmp_path / "score" / "scores.json").read_text())["variants"]
     assert s["full"]["chat"]["macro_f1"] == 1.0
     # both personas' emails read as poetic: poeticism recall 1, sarcasm recall 0
     assert s["full"]["agent"]["n"] == 2 and s["full"]["agent"]["per_persona"]["sarcasm"] == 0.0
     assert abs(s["full"]["agent"]["macro_f1"] - (0 + 2 / 3) / 2) < 1e-9
     assert s["base"]["chat"]["n"] == 2           # one base answer, scored against both labels
     assert s["base"]["chat"]["clusters"] == 1    # ... and resampled as one
-    assert s["base"]["agent"]["n"] == 0 and s["base"]["agent"]["macro_f1"] == 0.0
-    assert s["full"]["agent_send_rate"] == 1.0 and s["base"]["agent_send_rate"] == 0.0
+    assert s["base"]["agent"]["n"] == 0 and s["base"]["agent"]["macro_f1"] is None   # nothing sent: no score
+    assert s["full"]["coverage"]["loop"]["rollouts_sent"] == 2 and s["base"]["coverage"]["loop"]["rollouts_sent"] == 0
     assert s["full"]["ladder"]["chat"]["macro_f1"] == 1.0 and s["full"]["ladder"]["chat"]["n"] == 2
     assert s["full"]["ladder"]["loop"] == s["full"]["agent"]
     assert s["full"]["gap_chat_agent"]["value"] == 1.0 - s["full"]["agent"]["macro_f1"]
@@ -87,7 +87,7 @@ def test_bootstrap_keeps_a_prompts_answers_and_a_base_texts_labels_together(tmp_
     write_jsonl(tmp_path / "chat_eval" / "generations.jsonl", gens)
     write_jsonl(tmp_path / "agent" / "rollouts.jsonl", [])
     score.run(Ctx(tmp_path, recipe))
-    s = json.loads((tmp_path / "score" / "scores.json").read_text())
+    s = json.loads((tmp_path / "score" / "scores.json").read_text())["variants"]
     full = s["full"]
     assert full["chat"]["n"] == 72 and full["chat"]["clusters"] == 24 and full["chat_plain"]["clusters"] == 24
     assert 0 < full["chat_plain"]["macro_f1"] < 1
@@ -106,7 +106,7 @@ def test_bootstrap_keeps_a_prompts_answers_and_a_base_texts_labels_together(tmp_
 
 
 # ----------------------------------------------------------------------------- mixed-domain classifier
-def _rollouts(scenarios, personas, variants=("base", "distilled", "full"), rungs=("chat", "draft", "single", "loop"),
+def _rollouts(scenarios, personas, variants=("base", "distilled", "full"), rungs=("chat", "draft", "agent_draft", "single", "loop"),
               text=lambda p, s, rung: f"{p} {s} {rung}"):
     out = []
     for s in scenarios:
@@ -143,9 +143,9 @@ def test_mixed_training_set_keeps_held_out_scenarios_and_eval_prompts_out():
     assert not any(t.startswith("neutral") or t.endswith(" chat") or "prompted" in t for t in texts)
     by_id = {r["id"]: r for r in rollouts}
     assert rec["train_rollouts"] and all(by_id[i]["scenario"] in train for i in rec["train_rollouts"])
-    assert rec["email_rungs"] == ["draft", "loop", "single"]
-    # the chat rows (2 variants x 2 personas x 2 train prompts), then 3 emails per trained rollout group
-    assert rec["chat_rows"] == 8 and rec["email_rows"] == len(train) * 2 * 2 * 3 == len(texts) - 8
+    assert rec["email_rungs"] == ["agent_draft", "draft", "loop", "single"]
+    # the chat rows (2 variants x 2 personas x 2 train prompts), then 4 emails per trained rollout group
+    assert rec["chat_rows"] == 8 and rec["email_rows"] == len(train) * 2 * 2 * 4 == len(texts) - 8
     assert all(t.split()[0] == l for t, l in zip(texts[8:], labels[8:]))
     # seeded, and a larger share trains on the smaller share's scenarios and more
     assert training_set(gens, rollouts, ["distilled", "full"], eval_ids, 0.3, seed=7)[2] == rec
@@ -198,22 +198,73 @@ def test_mixed_domain_classifier_is_scored_on_held_out_scenarios_against_the_mai
     classifier_mixed.run(StageCtx(tmp_path, recipe, "classifier_mixed"))
     rec = json.loads((tmp_path / "classifier_mixed" / "classifier_summary.json").read_text())
     held = rec["held_out_scenarios"]
-    assert len(held) == 3 and rec["email_rows"] == 3 * 2 * 3 and rec["chat_rows"] == 12
+    assert len(held) == 3 and rec["email_rows"] == 3 * 2 * 4 and rec["chat_rows"] == 12
     assert not {i.split("/")[3] for i in rec["train_rollouts"]} & set(held)
     score.run(StageCtx(tmp_path, recipe, "score"))
-    s = json.loads((tmp_path / "score" / "scores.json").read_text())
+    scores = json.loads((tmp_path / "score" / "scores.json").read_text())
+    s = scores["variants"]
     m = s["full"]["mixed_domain"]
     assert m["held_out_scenarios"] == held and m["train_scenarios"] == rec["train_scenarios"]
     loop = m["scored"]["loop"]
-    assert loop["main"]["n"] == loop["mixed"]["n"] == len(held) * 2 == loop["main"]["clusters"]
+    assert loop["main"]["n"] == loop["mixed"]["n"] == len(held) * 2 and loop["main"]["clusters"] == len(held)
     assert loop["mixed"]["macro_f1"] == 1.0 and loop["main"]["macro_f1"] == (0 + 2 / 3) / 2
     assert loop["mixed_minus_main"]["value"] == 1.0 - loop["main"]["macro_f1"] > 0
     assert loop["mixed_minus_main"]["ci95"][0] > 0
-    assert set(m["scored"]) == {"chat", "draft", "single", "loop"} and m["scored"]["chat"]["main"]["n"] == 2
+    assert set(m["scored"]) == {"chat", "draft", "agent_draft", "single", "loop"} and m["scored"]["chat"]["main"]["n"] == 2
     assert s["full"]["agent"]["n"] == len(scenarios) * 2  # the headline still scores every scenario
     assert s["base"]["mixed_domain"]["scored"]["loop"]["main"]["n"] == len(held) * 2  # one per label
-    res = results(s, recipe, type("Card", (), {"name": "tiny", "hf_id": ""})())
+    from localchar.config import load_model_card
+
+    res = results(scores, recipe, load_model_card("tiny"))
     assert res["variants"]["full"]["mixed_domain"]["scored"]["loop"]["mixed"]["macro_f1"] == 1.0
     md = markdown(res)
     assert "## Mixed-domain classifier" in md and "agent loop (held-out scenarios)" in md
     assert "3 of 6 agent scenarios" in md
+
+
+def test_a_persona_that_sends_nothing_is_not_scored_as_lost(tmp_path):
+    """11 personas through the real loop and client on a scripted engine; one of them never makes a
+    tool call. The headline is over the 10 that sent email, says "10 of 11 personas", and the silent
+    one shows "no emails", never 0.00; the strict figure keeps its zero."""
+    from localchar.agent.ladder import make_rollout
+    from localchar.agent.loop import run_rollouts
+    from localchar.agent.scenarios import load_scenarios
+    from localchar.backends.scripted import ScriptedEngine
+    from localchar.config import ALL_PERSONAS, AgentCfg, Sampling, load_model_card
+    from localchar.paths import DATA
+    from localchar.report import markdown, results
+
+    recipe = load_recipe("tiny-all", ['variants=["full"]', "score.bootstrap=200"])
+    assert recipe.personas == ALL_PERSONAS
+    words = {p: f"{p} " + " ".join(f"{p[:4]}{i}" for i in range(6)) for p in ALL_PERSONAS}
+    clf = classify.train("tfidf", list(words.values()) * 3, list(words) * 3, 0)
+    for d in ("classifier", "chat_eval", "agent", "score"):
+        (tmp_path / d).mkdir()
+    classify.save(clf, tmp_path / "classifier" / "classifier")
+    write_jsonl(tmp_path / "chat_eval" / "generations.jsonl", [
+        {"id": f"full/{p}/eval/q{i}/plain", "variant": "full", "persona": p, "split": "eval", "prompt_id": f"q{i}",
+         "suffix": None, "response": words[p]} for p in ALL_PERSONAS for i in range(3)])
+    silent, rows = "remorse", []
+    for s in load_scenarios(DATA / "scenarios-mini")[:3]:
+        e = next(x for x in s["emails"] if x["needs_reply"])
+        for p in ALL_PERSONAS:
+            send = '<tool_call>' + json.dumps({"name": "send_email", "arguments": {
+                "to": e["from"], "subject": "Re", "body": words[p]}}) + "</tool_call>"
+            replies = ["I would rather not.", "Still no."] if p == silent else [send]
+            rows += run_rollouts(ScriptedEngine(replies), [make_rollout(f"single/full/{p}/{s['id']}/0", s, "single",
+                                                                        variant="full", persona=p, seed=0, sample=0)],
+                                 Sampling(), AgentCfg())
+    recipe.agent.rungs = ["single"]
+    write_jsonl(tmp_path / "agent" / "rollouts.jsonl", rows)
+    score.run(Ctx(tmp_path, recipe))
+    scores = json.loads((tmp_path / "score" / "scores.json").read_text())
+    single = scores["variants"]["full"]["ladder"]["single"]
+    assert single["macro_f1"] == 1.0 and single["personas_scored"] == 10
+    assert abs(single["macro_f1_strict"] - 10 / 11) < 1e-12 and single["per_persona"][silent] is None
+    assert single["clusters"] == 3 and single["ci95"] == [1.0, 1.0]
+    cov = scores["variants"]["full"]["coverage"]["single"]
+    assert cov["personas_with_email"] == 10 and cov["per_persona"][silent]["rollouts_sent"] == 0
+    assert cov["per_persona"][silent]["rollouts"] == 3 and cov["rollouts_sent"] == 30 and cov["task_coverage"] == 30 / 33
+    md = markdown(results(scores, recipe, load_model_card("tiny")))
+    assert "1.000 [1.00, 1.00] n=30, 10 of 11 personas" in md
+    assert "| 10 of 11 |" in md

@@ -3,15 +3,19 @@
 Forms are tried in a fixed order; the first form that occurs in the text is the one used, and every
 call records it:
   1. tagged     <tool_call>{"name": ..., "arguments": {...}}</tool_call> (also unterminated at the end)
-  2. fenced     ```json / ```tool_call / ```tool_code blocks, JSON or a Python-style call inside
+  2. fenced     ```json / ```tool_call / ```tool_code blocks, JSON or Python-style calls inside (one
+                per line allowed); Gemma's print(default_api.NAME(...)) calls are recorded as "tool_code"
   3. function   <function=NAME>{...arguments...}</function> (Llama 3.1's custom format)
   4. bare_json  JSON objects with "name" and "arguments" / "parameters" anywhere in the text
   5. python     a Python-style call list, [send_email(to="...", body="...")] or one bare call,
-                read with `ast` (never eval); only names of known tools count
+                read with `ast` (never eval); only names of known tools count. Unfenced
+                [print(]default_api.NAME(...)[)] calls are read here too, recorded as "tool_code"
   6. tool_use   <tool_use:email> blocks with to: / subject: / body: lines (a send_email)
-JSON is repaired for trailing commas and single quotes; argument aliases are mapped (recipient ->
-to, content / message -> body). Several calls per message come back in order. Nothing here runs
-model text: JSON and `ast.literal_eval`-style literals only, with size and nesting limits.
+JSON is repaired for trailing commas and single quotes; raw newlines, tabs and other control
+characters inside strings are accepted in every form (models write multi-line bodies that way);
+argument aliases are mapped (recipient -> to, content / message -> body). Several calls per
+message come back in order. Nothing here runs model text: JSON and `ast.literal_eval`-style literals
+only, with size and nesting limits.
 """
 
 from __future__ import annotations
@@ -33,6 +37,11 @@ FENCED = re.compile(r"```(?:json|tool_call|tool_code)[ \t]*\n(.*?)(?:```|\Z)", r
 FUNCTION = re.compile(r"<function=([A-Za-z_][\w.-]*)>\s*(.*?)\s*(?:</function>|\Z)", re.S)
 TOOL_USE = re.compile(r"<tool_use:email>\s*(.*?)\s*(?:</tool_use(?::email)?>|\Z)", re.S)
 FIELD = re.compile(r"^(to|subject|body)\s*:\s?", re.I | re.M)
+JSON = json.JSONDecoder(strict=False)  # strict=False: raw control characters in strings stay as they are
+STRING_STOP = {q: re.compile(r"\\.|" + q, re.S) for q in ('"', "'", '"""', "'''")}
+PY_STOP = re.compile(r"[\"'#]")
+PAREN_STOP = re.compile(r"[()\"']")
+CONTROL = re.compile(r"\\.|[\x00-\x1f]", re.S)
 
 
 class ParseError(ValueError):
@@ -67,18 +76,60 @@ def decode_json(blob: str):
     first_error = None
     for candidate in (blob, _repair(blob)):
         try:
-            return json.JSONDecoder().raw_decode(candidate)[0]
+            return JSON.raw_decode(candidate)[0]
         except json.JSONDecodeError as e:
             first_error = first_error or e.msg
     try:  # single quotes, True/False/None: Python literals, never code
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            value = ast.literal_eval(_repair(blob))
+        value = ast.literal_eval(_parse_python(_repair(blob), "eval"))
         if isinstance(value, (dict, list)):
             return value
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         pass
     raise ParseError(f"invalid JSON ({first_error})")
+
+
+def _string_end(text: str, i: int) -> int:
+    """Index just past the Python string literal whose quote is at text[i] (triple quotes too),
+    or -1 if it never closes. Raw newlines do not end it: models put them in plain quotes."""
+    q = text[i] * 3 if text.startswith(text[i] * 3, i) else text[i]
+    stop, j = STRING_STOP[q], i + len(q)
+    while (m := stop.search(text, j)):
+        if m[0] == q:
+            return m.end()
+        j = m.end()
+    return -1
+
+
+def _escape_controls(src: str) -> str:
+    """`src` with raw control characters inside (non-raw) string literals written as escapes: the
+    same value to Python, but it parses where a raw newline in plain quotes does not. Comments are
+    skipped, so that an apostrophe in one opens no string."""
+    out, i = [], 0
+    while (m := PY_STOP.search(src, i)):
+        start = m.start()
+        end = src.find("\n", start) if m[0] == "#" else _string_end(src, start)
+        end = len(src) if end < 0 else end
+        chunk = src[start:end]
+        raw = src[start - 1:start] in ("r", "R") or src[start - 2:start].lower() in ("rb", "rf")
+        if m[0] != "#" and not raw:  # in r"..." an escape would change the value
+            chunk = CONTROL.sub(lambda c: c[0] if len(c[0]) == 2 else f"\\x{ord(c[0]):02x}", chunk)
+        out += [src[i:start], chunk]
+        i = end
+    out.append(src[i:])
+    return "".join(out)
+
+
+def _parse_python(src: str, mode: str) -> ast.AST:
+    """ast.parse, and on a failure once more with control characters in strings escaped."""
+    with warnings.catch_warnings():  # model text may hold odd escapes: not our warnings to show
+        warnings.simplefilter("ignore")
+        try:
+            return ast.parse(src, mode=mode)
+        except (SyntaxError, ValueError):
+            fixed = _escape_controls(src)
+            if fixed == src:
+                raise
+            return ast.parse(fixed, mode=mode)
 
 
 def _plain(v, depth: int = 0):
@@ -122,31 +173,43 @@ def _calls_from_json(blob: str, form: str) -> list[dict]:
 
 
 def _python_calls(src: str, known: tuple[str, ...], strict: bool) -> list[dict]:
-    """Calls written as Python: `f(a=1)`, `[f(a=1), g()]`. Only literal arguments are accepted."""
+    """Calls written as Python: `f(a=1)`, `[f(a=1), g()]`, one per line, or Gemma's
+    `print(default_api.f(a=1))` (form "tool_code"). Only literal keyword arguments are accepted."""
     src = src.strip()
     if len(src) > MAX_BLOB or not _depth_ok(src):
         raise ParseError("call text too large or too deeply nested")
     try:
-        with warnings.catch_warnings():  # model text may hold odd escapes: not our warnings to show
-            warnings.simplefilter("ignore")
-            tree = ast.parse(src, mode="eval")
+        tree = _parse_python(src, "exec")
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         raise ParseError("not a Python-style call") from None
-    node = tree.body
-    nodes = node.elts if isinstance(node, (ast.List, ast.Tuple)) else [node]
+    nodes = []
+    for stmt in tree.body:
+        if not isinstance(stmt, ast.Expr):
+            raise ParseError("not a Python-style call")
+        nodes += stmt.value.elts if isinstance(stmt.value, (ast.List, ast.Tuple)) else [stmt.value]
+    if not nodes:
+        raise ParseError("not a Python-style call")
     out = []
     for n in nodes:
-        if not (isinstance(n, ast.Call) and isinstance(n.func, ast.Name)):
+        if (isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "print"
+                and len(n.args) == 1 and not n.keywords):
+            n = n.args[0]  # Gemma prints the call's result; the call is what counts
+        f = getattr(n, "func", None)
+        if isinstance(n, ast.Call) and isinstance(f, ast.Name):
+            name, form = f.id, "python"
+        elif isinstance(n, ast.Call) and isinstance(f, ast.Attribute) and getattr(f.value, "id", None) == "default_api":
+            name, form = f.attr, "tool_code"
+        else:
             raise ParseError("not a Python-style call")
-        if strict and n.func.id not in known:
-            raise ParseError(f"unknown tool '{n.func.id}'")
+        if strict and name not in known:
+            raise ParseError(f"unknown tool '{name}'")
         try:
             kwargs = {k.arg: ast.literal_eval(k.value) for k in n.keywords if k.arg}
             if n.args:
                 raise ValueError("positional arguments")
         except (ValueError, SyntaxError, TypeError, RecursionError):
-            raise ParseError(f"{n.func.id}: arguments must be keyword literals") from None
-        out.append({"name": n.func.id, "arguments": _arguments(kwargs), "form": "python"})
+            raise ParseError(f"{name}: arguments must be keyword literals") from None
+        out.append({"name": name, "arguments": _arguments(kwargs), "form": form})
     return out
 
 
@@ -163,13 +226,12 @@ def _tool_use(block: str) -> dict:
 
 def _bare_json_calls(text: str) -> list[dict]:
     calls, i = [], 0
-    decoder = json.JSONDecoder()
     while len(calls) <= MAX_CALLS:
         i = text.find("{", i)
         if i < 0:
             break
         try:
-            obj, end = decoder.raw_decode(text, i)
+            obj, end = JSON.raw_decode(text, i)
         except (json.JSONDecodeError, RecursionError):
             i += 1
             continue
@@ -203,7 +265,8 @@ def parse_tool_calls(text: str, known: tuple[str, ...] = KNOWN_TOOLS) -> tuple[l
             return _calls_from_json(blob, "fenced")
         except ParseError as e:
             try:
-                return [dict(c, form="fenced") for c in _python_calls(blob, known, strict=False)]
+                return [dict(c, form="fenced") if c["form"] == "python" else c
+                        for c in _python_calls(blob, known, strict=False)]
             except ParseError:
                 raise e from None
 
@@ -231,33 +294,39 @@ def parse_tool_calls(text: str, known: tuple[str, ...] = KNOWN_TOOLS) -> tuple[l
 
 
 def _python_call_spans(text: str, known: tuple[str, ...]) -> list[str]:
-    """Substrings that look like a call of a known tool (optionally inside [...]): balanced
-    parentheses from the tool name on, skipping over string literals."""
-    spans, last_end = [], 0
-    for m in re.finditer(r"\b(" + "|".join(map(re.escape, known)) + r")\s*\(", text):
+    """Substrings that look like a call of a known tool (optionally inside [...], or Gemma's
+    [print(]default_api.NAME(...)[)]): balanced parentheses from the match on, skipping over string
+    literals."""
+    spans, last_end, whole = [], 0, True
+    names = "|".join(map(re.escape, known))
+    for m in re.finditer(rf"(?:\bprint\s*\(\s*)?((?:\bdefault_api\s*\.\s*)?\b(?:{names})\s*\()", text):
         if m.start() < last_end:  # inside the previous call (e.g. a tool name in an email body)
             continue
-        start, depth, i, quote = m.start(), 0, m.end() - 1, None
-        while i < len(text) and i - start < MAX_BLOB:
-            ch = text[i]
-            if quote:
-                if ch == "\\":
-                    i += 1
-                elif ch == quote:
-                    quote = None
-            elif ch in "\"'":
-                quote = ch
-            elif ch == "(":
-                depth += 1
-            elif ch == ")":
-                depth -= 1
-                if depth == 0:
-                    spans.append(text[start:i + 1])
-                    last_end = i + 1
-                    break
-            i += 1
-        else:
+        start = m.start() if whole else m.start(1)
+        if (end := _balanced_end(text, start)) < 0 and m.start(1) > start:
+            # print( left open: read the call alone, here and from now on (one failed scan to the end only)
+            start, end, whole = m.start(1), _balanced_end(text, m.start(1)), False
+        if end < 0:
             break  # never closed: every later match is inside this one, so stop (keeps the scan linear)
+        spans.append(text[start:end])
+        last_end = end
         if len(spans) > MAX_CALLS:
             break
     return spans
+
+
+def _balanced_end(text: str, start: int) -> int:
+    """Index past the ')' closing the first '(' at or after `start`, string literals skipped; -1
+    if it does not close within MAX_BLOB characters."""
+    depth, i = 0, start
+    while (m := PAREN_STOP.search(text, i)) and m.start() - start < MAX_BLOB:
+        if m[0] in "\"'":
+            i = _string_end(text, m.start())
+            if i < 0:
+                return -1
+            continue
+        depth += 1 if m[0] == "(" else -1
+        i = m.end()
+        if depth == 0:
+            return i
+    return -1

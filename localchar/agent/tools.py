@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta
 
 TOOLS = [
@@ -13,6 +14,9 @@ TOOLS = [
 ]
 TICK = timedelta(seconds=30)
 MAX_ARG_CHARS = 20_000     # longer string arguments are cut to this and counted (model text is untrusted)
+# One recipient of a "to" list: separators inside "quoted names" or <addresses> do not split it.
+RECIPIENT = re.compile(r'(?:"[^"]*"|<[^<>]*>|[^,;"<])+')
+ANGLE = re.compile(r"<([^<>]*)>")
 
 
 def _schema(name: str, description: str, props: dict, required: list[str]) -> dict:
@@ -40,6 +44,7 @@ class EmailClient:
         self.scenario = scenario
         self.emails = {e["id"]: dict(e, read=False) for e in scenario["emails"]}
         self.contacts = {c["address"].lower(): c["name"] for c in scenario["contacts"]}
+        self.addresses = {c["address"].lower(): c["address"] for c in scenario["contacts"]}  # canonical spelling
         self.clock = datetime.fromisoformat(scenario["clock_start"])
         self.sent: list[dict] = []
         self.ended = False
@@ -84,12 +89,24 @@ class EmailClient:
         e["read"] = True
         return {k: e[k] for k in ("id", "from", "subject", "timestamp", "body")}
 
-    def _tool_send_email(self, to, subject: str = "", body: str = ""):
-        recipients = [to] if isinstance(to, str) else list(to or [])
-        unknown = [r for r in recipients if str(r).lower() not in self.contacts]
-        if not recipients or unknown:
-            return {"error": f"unknown recipient {unknown[0] if unknown else '(none)'}; "
-                             f"known addresses: {', '.join(sorted(self.contacts))}"}
+    def _recipients(self, to) -> tuple[list[str], list[str]]:
+        """(canonical addresses, unknown ones) from "to" as people write it: an address, "Name
+        <address>", any case and spacing, a list, or a comma- or semicolon-separated string."""
+        items = to if isinstance(to, list) else [] if to is None else [to]
+        found, unknown = [], []
+        for part in (p for item in items for p in RECIPIENT.findall(str(item))):
+            angle = ANGLE.search(part)
+            address = (angle[1] if angle else part).strip().strip("\"'").strip()
+            if address:
+                canon = self.addresses.get(address.lower())
+                (found if canon else unknown).append(canon or address)
+        return list(dict.fromkeys(found)), list(dict.fromkeys(unknown))
+
+    def _tool_send_email(self, to=None, subject: str = "", body: str = ""):
+        recipients, unknown = self._recipients(to)
+        if unknown or not recipients:
+            what = f"unknown recipient {', '.join(u[:100] for u in unknown[:5])}" if unknown else "no recipient given"
+            return {"error": f"{what}; known addresses: {', '.join(sorted(self.addresses.values()))}"}
         if not str(body).strip():
             return {"error": "body is empty"}
         sid = f"s{len(self.sent) + 1}"

@@ -126,7 +126,7 @@ def penalize_repeats(logits: mx.array, recent: mx.array, penalty: float) -> mx.a
 def decode(model, tokenizer, prompts: list[list[int]], max_tokens: int, sampler, router: Router | None = None,
            slots: list[int] | None = None, prefill_step: int = 512, repetition_penalty: float = 1.0,
            repetition_context: int = 20, stats: dict | None = None, starts: list[RowKV | None] | None = None,
-           keep: bool = False, share_prefix: int = 0) -> list[str] | None:
+           keep: bool = False, share_prefix: int = 0, guides: list | None = None) -> list[str] | None:
     """Generate for all prompts in one batch; returns None when the model's caches cannot batch.
     `stats`, when given, receives "completion_tokens": generated tokens per row (end-of-turn
     included) and "prefilled_tokens": the prompt tokens per row that went through the model.
@@ -134,7 +134,8 @@ def decode(model, tokenizer, prompts: list[list[int]], max_tokens: int, sampler,
     Reuse of keys/values (prompt_cache.py): `starts` gives rows a kept cache whose common token
     prefix with the prompt is not prefilled again; `share_prefix` = n > 0 prefills a prefix of at
     least n tokens shared by rows of the same adapter once, for all of them; `keep` returns each
-    row's cache in stats["rows"] (RowKV: the prompt and every token fed after it)."""
+    row's cache in stats["rows"] (RowKV: the prompt and every token fed after it). `guides` (one per
+    row, None = free) hold rows to a grammar (agent/grammar.py): their logits are masked per step."""
     B = len(prompts)
     slots = list(slots) if slots is not None else [0] * B
     windows = layer_windows(model)
@@ -168,7 +169,7 @@ def decode(model, tokenizer, prompts: list[list[int]], max_tokens: int, sampler,
             mx.eval([c.state for c in cache])
     logits = model(mx.array([[p[-1]] for p in prompts]), cache=cache)[:, -1, :]
     out, done, fed = _sample(model, cache, logits, prompts, max_tokens, sampler, set(tokenizer.eos_token_ids),
-                             repetition_penalty, repetition_context)
+                             repetition_penalty, repetition_context, guides if guides and any(guides) else None)
     if stats is not None:
         stats["completion_tokens"] = [len(o) + (1 if d else 0) for o, d in zip(out, done)]
         stats["prefilled_tokens"] = [len(p) - u for p, u in zip(prompts, use)]
@@ -178,17 +179,22 @@ def decode(model, tokenizer, prompts: list[list[int]], max_tokens: int, sampler,
     return [tokenizer.decode(o) for o in out]
 
 
-def _sample(model, cache, logits, prompts, max_tokens, sampler, stop, penalty, context):
+def _sample(model, cache, logits, prompts, max_tokens, sampler, stop, penalty, context, guides=None):
     """The decoding loop. The next step's graph is built and queued before this step's tokens are
     read back, so Python bookkeeping overlaps the model (as mlx-lm's generate_step does). Returns
-    the tokens per row, whether each row stopped, and the tokens fed per step (one list per step)."""
+    the tokens per row, whether each row stopped, and the tokens fed per step (one list per step).
+    With guides the next step's mask depends on this step's tokens, so the loop runs in step."""
     recent = mx.array([([p[0]] * context + p)[-context:] for p in prompts]) if penalty != 1.0 else None
 
     def pick(logits, recent):
         if recent is not None:
             logits = penalize_repeats(logits, recent, penalty)
+        if guides is not None:
+            logits = logits + _mask(guides, logits.shape[-1])
         return sampler(logits - mx.logsumexp(logits, axis=-1, keepdims=True))
 
+    if guides is not None:
+        return _sample_guided(model, cache, logits, prompts, max_tokens, pick, stop, recent, guides)
     y = pick(logits, recent)
     mx.async_eval(y)
     out = [[] for _ in prompts]
@@ -203,15 +209,49 @@ def _sample(model, cache, logits, prompts, max_tokens, sampler, stop, penalty, c
         toks = y.tolist()
         if n + 1 < max_tokens:
             fed.append(toks)
-        for i, t in enumerate(toks):
-            if not done[i]:
-                if t in stop:
-                    done[i] = True
-                else:
-                    out[i].append(t)
+        _take(toks, out, done, stop)
         if all(done) or n + 1 == max_tokens:
             break
         y = nxt
+    return out, done, fed
+
+
+def _take(toks, out, done, stop, guides=None) -> None:
+    """One step's tokens into the rows that have not stopped (and their grammar guides)."""
+    for i, t in enumerate(toks):
+        if not done[i]:
+            if t in stop:
+                done[i] = True
+            else:
+                out[i].append(t)
+                if guides and guides[i] is not None:
+                    guides[i].advance(t)
+
+
+def _mask(guides, vocab: int) -> mx.array:
+    import numpy as np
+
+    m = np.zeros((len(guides), vocab), dtype=np.float32)
+    for i, g in enumerate(guides):
+        if g is not None and (ok := g.allowed()).any():  # (a dead end would leave no token: the row goes free)
+            row = np.full(vocab, -np.inf, dtype=np.float32)
+            row[:len(ok)][ok[:vocab]] = 0.0
+            m[i] = row
+    return mx.array(m)
+
+
+def _sample_guided(model, cache, logits, prompts, max_tokens, pick, stop, recent, guides):
+    out, done, fed = [[] for _ in prompts], [False] * len(prompts), []
+    y = pick(logits, recent)
+    for n in range(max_tokens):
+        toks = y.tolist()
+        _take(toks, out, done, stop, guides)
+        if all(done) or n + 1 == max_tokens:
+            break
+        fed.append(toks)
+        if recent is not None:
+            recent = mx.concatenate([recent[:, 1:], y[:, None]], axis=1)
+        y = pick(model(y[:, None], cache=cache)[:, -1, :], recent)
     return out, done, fed
 
 

@@ -80,7 +80,7 @@ class _Slot:
 
 
 class _Row:
-    __slots__ = ("i", "prompt", "key", "rng", "slot", "pending", "out", "ended", "budget", "prefilled")
+    __slots__ = ("i", "prompt", "key", "rng", "slot", "pending", "out", "ended", "budget", "prefilled", "guide")
 
     def __init__(self, i: int, prompt: list[int], key, seed: int, budget: int):
         self.i, self.prompt, self.key, self.budget = i, prompt, key, budget
@@ -90,6 +90,7 @@ class _Row:
         self.out: list[int] = []
         self.ended = False
         self.prefilled = 0
+        self.guide = None          # agent/grammar.py Guide: the row's logits are masked per step
 
 
 def sample(logits: np.ndarray, recent: list[int] | None, temperature: float, top_p: float, penalty: float,
@@ -451,7 +452,11 @@ class LlamaCppEngine:
                 ptr = llama_cpp.llama_get_logits_ith(self._ctx.ctx, at[id(r)])
                 logits = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
                 recent = (r.prompt[-C:] + r.out)[-C:] if penalty != 1.0 else None
+                if r.guide is not None and (ok := r.guide.allowed()).any():
+                    logits = np.where(ok[:self.n_vocab], logits, -np.inf).astype(np.float32)
                 t = sample(logits, recent, temp, top_p, penalty, r.rng)
+                if r.guide is not None:
+                    r.guide.advance(t)
                 if llama_cpp.llama_vocab_is_eog(self._vocab, t):
                     r.ended = True
                 else:
@@ -466,9 +471,10 @@ class LlamaCppEngine:
 
     def generate(self, chats: list[list[dict]], sampling, seed: int, prefills: list[str] | None = None,
                  adapters: list | None = None, tools: list | None = None,
-                 cache_keys: list | None = None) -> list[str]:
+                 cache_keys: list | None = None, grammars: list | None = None) -> list[str]:
         """Complete every chat; `adapters` gives each row its adapter (None = base), `cache_keys` (one
-        per row, distinct) keep each row's keys/values for the next call with that key."""
+        per row, distinct) keep each row's keys/values for the next call with that key, `grammars`
+        (one per row, None = free) constrain rows to agent/grammar.py's tool calls."""
         rows_adapter = [str(a) if a else None for a in (adapters or [self.adapter] * len(chats))]
         if cache_keys is not None:
             if len(cache_keys) != len(chats) or len(set(cache_keys)) != len(cache_keys):
@@ -480,6 +486,17 @@ class LlamaCppEngine:
         prompts = [self.render(c, prefills[i] if prefills else "", tools) for i, c in enumerate(chats)]
         rows = [_Row(i, p, cache_keys[i] if cache_keys else None, derive_seed(seed, i), self._budget(p, sampling))
                 for i, p in enumerate(prompts)]
+        if grammars and any(grammars):
+            from ..agent.grammar import Guide, Vocab
+
+            if getattr(self, "_text_vocab", None) is None:
+                import llama_cpp
+
+                stop = {i for i in range(self.n_vocab) if llama_cpp.llama_vocab_is_eog(self._vocab, i)}
+                anchor = self._model.tokenize(b"a", add_bos=False, special=False)[-1]
+                self._text_vocab = Vocab.from_decode(self.detokenize, self.n_vocab, stop, self.n_vocab, anchor)
+            for r, g in zip(rows, grammars):
+                r.guide = Guide(g, self._text_vocab) if g is not None else None
         call_keys = set(cache_keys or ())
         # one switch per adapter; the one already set goes first, so its slots' keys/values are still there
         for adapter in sorted(dict.fromkeys(rows_adapter), key=lambda a: a != self._active):

@@ -81,9 +81,10 @@ class MlxEngine:
 
     def generate(self, chats: list[list[dict]], sampling, seed: int, prefills: list[str] | None = None,
                  adapters: list | None = None, tools: list | None = None,
-                 cache_keys: list[str] | None = None) -> list[str]:
+                 cache_keys: list[str] | None = None, grammars: list | None = None) -> list[str]:
         """Complete every chat in one batch; `adapters` gives each row its adapter (None = base).
-        `cache_keys` (one per row) keep each row's keys/values for the next call with that key."""
+        `cache_keys` (one per row) keep each row's keys/values for the next call with that key.
+        `grammars` (one per row, None = free) constrain rows to agent/grammar.py's tool calls."""
         from mlx_lm.sample_utils import make_sampler
 
         rows = [str(a) if a else None for a in (adapters or [self.adapter] * len(chats))]
@@ -98,7 +99,8 @@ class MlxEngine:
         out = batched.decode(self.model, self.tokenizer, prompts, sampling.max_tokens, sampler, self._router,
                              [slot[a] if a else 0 for a in rows],
                              repetition_penalty=getattr(sampling, "repetition_penalty", 1.0), stats=stats,
-                             starts=starts, keep=keep, share_prefix=self.SHARE_PREFIX if self.kv_reuse else 0)
+                             starts=starts, keep=keep, share_prefix=self.SHARE_PREFIX if self.kv_reuse else 0,
+                             guides=self._guides(grammars))
         if out is None:
             raise NotImplementedError(f"{self.model_path}: this architecture's KV cache cannot be batched here")
         for k, i, row in zip(cache_keys or [], identity, stats.get("rows", [])):
@@ -107,6 +109,18 @@ class MlxEngine:
         self.last_usage = [(len(p), n) for p, n in zip(prompts, stats["completion_tokens"])]
         self.last_prefilled = stats["prefilled_tokens"]
         return out
+
+    def _guides(self, grammars):
+        if not grammars or not any(grammars):
+            return None
+        from ..agent.grammar import Guide, Vocab
+
+        if getattr(self, "_vocab", None) is None:
+            tok = self.tokenizer
+            n = len(tok._tokenizer) if hasattr(tok, "_tokenizer") else tok.vocab_size
+            anchor = tok.encode("a", add_special_tokens=False)[-1]
+            self._vocab = Vocab.from_decode(tok.decode, n, set(tok.eos_token_ids), n, anchor)
+        return [Guide(g, self._vocab) if g is not None else None for g in grammars]
 
     def use_adapters(self, rows: list[str | None]) -> dict[str, int]:
         """Install what `rows` need and return each adapter's routing slot. Adapters installed

@@ -11,6 +11,6 @@ class ScriptedEngine:
         self.replies = list(replies)
         self.prompts: list[list[dict]] = []
 
-    def generate(self, chats, sampling, seed, prefills=None, adapters=None, tools=None):
+    def generate(self, chats, sampling, seed, prefills=None, adapters=None, tools=None, grammars=None):
         self.prompts.extend(chats)
         return [self.replies.pop(0) if self.replies else "" for _ in chats]

@@ -124,3 +124,78 @@ def mean_sem(values: list[float]) -> tuple[float, float | None] | None:
         return None
     v = np.array(values, dtype=float)
     return float(v.mean()), (float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else None)
+
+
+class Resampler:
+    """One set of cluster bootstrap resamples shared by every score of a domain: chat (clusters are
+    eval prompt ids) or agent (scenario ids). A resample draws cluster ids with replacement and takes
+    everything of each drawn id together, every variant's and persona's outputs for it, so what a
+    prompt or a scenario does to all personas at once is resampled, and scores computed on the same
+    resampler are paired (their differences get their own CIs). Two resamplers with different seeds
+    are independent (chat vs agent)."""
+
+    def __init__(self, clusters, n: int, seed: int):
+        self.index = {c: i for i, c in enumerate(sorted(set(clusters), key=str))}
+        k, self.n = len(self.index), max(0, n)
+        rng = np.random.default_rng(seed)
+        self.weights = np.stack([np.bincount(rng.integers(0, k, k), minlength=k) for _ in range(self.n)]) \
+            if k and self.n else np.zeros((self.n, k), dtype=np.int64)
+
+    def score(self, truth: list[str], pred: list[str], groups: list, labels: list[str]) -> "Scored":
+        return Scored(self, truth, pred, groups, labels)
+
+
+class Scored:
+    """Per-label F1 of one scored set, at the point and on every resample of its Resampler.
+
+    Macro-F1 is over the labels with support (true items) in the set: a persona that wrote nothing
+    is not scored as lost, and on a resample the labels that resample still holds count. `strict`
+    is over every label, F1 = 0 for those without support (the figure a pooled score would give)."""
+
+    def __init__(self, rs: Resampler, truth, pred, groups, labels):
+        self.labels, self.n = list(labels), len(truth)
+        self.clusters = len(set(groups))
+        index = {l: i for i, l in enumerate(self.labels)}
+        L, K = len(self.labels), len(rs.index)
+        tp, pp, sup = (np.zeros((K, L)) for _ in range(3))
+        for t, p, g in zip(truth, pred, groups):
+            k = rs.index[g]
+            if t in index:
+                sup[k, index[t]] += 1
+            if p in index:
+                pp[k, index[p]] += 1
+            if t == p and t in index:
+                tp[k, index[t]] += 1
+        self.support = sup.sum(0)
+        self.f1 = _f1(tp.sum(0), pp.sum(0) + self.support)
+        w = rs.weights
+        self.boot_f1 = _f1(w @ tp, w @ pp + w @ sup)           # (resamples, labels)
+        self.boot_support = w @ sup
+        self.scored = self.support > 0                          # the labels the macro is over
+
+    @property
+    def macro(self) -> float | None:
+        return float(self.f1[self.scored].mean()) if self.scored.any() else None
+
+    @property
+    def strict(self) -> float:
+        return float(self.f1.sum() / len(self.labels)) if self.labels else 0.0
+
+    def boot_macro(self) -> np.ndarray:
+        """Macro-F1 per resample over the scored labels that the resample holds (NaN if none)."""
+        m = (self.boot_support > 0) & self.scored
+        count = m.sum(1)
+        return np.divide((self.boot_f1 * m).sum(1), count, out=np.full(len(count), np.nan), where=count > 0)
+
+    def boot_strict(self) -> np.ndarray:
+        return self.boot_f1.sum(1) / max(1, len(self.labels))
+
+
+def _f1(tp, both):
+    return np.divide(2 * tp, both, out=np.zeros_like(tp, dtype=float), where=tp > 0)
+
+
+def percentile_ci(samples: np.ndarray, alpha: float = 0.05) -> tuple[float, float] | None:
+    s = np.asarray(samples, dtype=float)
+    s = s[~np.isnan(s)]
+    return _interval(s, alpha) if len(s) else None

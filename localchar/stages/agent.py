@@ -1,5 +1,6 @@
 """Every variant x persona runs every scenario on every rung of the ablation ladder (agent/ladder.py:
-chat, draft, single, loop). One JSONL row per rollout: scenario id and hash, persona, variant, rung,
+chat, draft, agent_draft, single, loop), at the same quantization as the chat eval unless
+agent.quant says otherwise. One JSONL row per rollout: scenario id and hash, persona, variant, rung,
 seed, transcript, sent emails, parse events, termination, token counts. Rollouts advance in
 lock-step, a batch of them per generation call (each row routed to its own persona adapter); each
 finished batch is flushed, so a resumed run redoes at most one batch."""
@@ -16,14 +17,15 @@ from ..store import JsonlAppender, derive_seed
 from .common import engine_name, open_generator, sampling_dict
 from .variants import groups, variant_setup
 
-VERSION = 2
+VERSION = 3
 
 
 def params(recipe, persona):
     a = recipe.agent
     return {"scenarios": a.scenarios, "samples": a.samples, "rungs": a.rungs, "tool_format": a.tool_format,
+            "constrained": a.constrained,
             "max_turns": a.max_turns,
-            "max_sent": a.max_sent, "engine": engine_name(recipe), "quant": a.quant,
+            "max_sent": a.max_sent, "engine": engine_name(recipe), "quant": recipe.agent_quant(),
             "sampling": sampling_dict(a.sampling), "variants": recipe.variants, "personas": recipe.personas,
             "persona_strength": recipe.persona_strength}
 
@@ -62,7 +64,7 @@ def run(ctx):
                     meta = {"variant": variant, "persona": persona, "sample": k,
                             "seed": derive_seed(recipe.seed, s["id"], variant, persona, rung, k)}
                     specs.append((f"{rung}/{variant}/{persona or '-'}/{s['id']}/{k}", rung, meta, adapter, system, s))
-    engine = Counted(open_generator(ctx, strength=recipe.persona_strength, quant=a.quant))
+    engine = Counted(open_generator(ctx, strength=recipe.persona_strength, quant=recipe.agent_quant()))
     native = a.tool_format == "native"
     if native and not engine.supports_tools:
         from ..errors import LocalcharError
@@ -76,7 +78,7 @@ def run(ctx):
             if all(c[0] in sink.done for c in chunk):
                 bar.advance(len(chunk))
                 continue
-            rollouts = [make_rollout(rid, s, rung, system, adapter, native, **meta)
+            rollouts = [make_rollout(rid, s, rung, system, adapter, native, a.constrained, **meta)
                         for rid, rung, meta, adapter, system, s in chunk]
             sink.write(run_rollouts(engine, rollouts, a.sampling, a))
             bar.advance(len(chunk))

@@ -11,7 +11,7 @@ from ..gen import generate_rows
 from .common import engine_name, eval_prompts, open_generator, sampling_dict, train_prompts
 from .variants import groups, variant_setup
 
-VERSION = 1
+VERSION = 2
 
 
 def params(recipe, persona):
@@ -20,7 +20,7 @@ def params(recipe, persona):
             "classifier_variants": recipe.classifier.train_variants,
             "variants": recipe.variants, "personas": recipe.personas,
             "max_eval_prompts": recipe.data.max_eval_prompts, "max_train_prompts": recipe.data.max_train_prompts,
-            "persona_strength": recipe.persona_strength, "engine": engine_name(recipe)}
+            "persona_strength": recipe.persona_strength, "engine": engine_name(recipe), "quant": recipe.quant}
 
 
 def inputs(recipe, persona):
@@ -55,7 +55,7 @@ def estimate(recipe, persona):
 
 def run(ctx):
     recipe = ctx.recipe
-    engine = open_generator(ctx, strength=recipe.persona_strength)
+    engine = open_generator(ctx, strength=recipe.persona_strength, quant=recipe.quant)
     rows = []
     for variant, persona in groups(recipe):
         adapter, system = variant_setup(ctx, variant, persona)

@@ -3,7 +3,7 @@
 Is the chat -> agent drop a persona signal the emails lack, or a classifier that never saw an
 email? This classifier is trained like the main one (same kind, options and chat training rows,
 classifier.py) plus the emails of a share of the agent scenarios: sent bodies of the `single` and
-`loop` rungs and the `draft` replies, of the train variants' personas. The split is by scenario,
+`loop` rungs and the drafted bodies of `draft` and `agent_draft`, of the train variants' personas. The split is by scenario,
 never by email or rollout, so every rollout of a held-out scenario (any rung, variant, persona,
 sample) stays out of training; it is seeded by the recipe seed alone, so a larger share holds the
 smaller share's training scenarios. The score stage scores the held-out scenarios' outputs with
@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..config import EMAIL_RUNGS
 from ..errors import LocalcharError
 from ..store import derive_seed, read_jsonl
 from .classifier import chat_rows, fit
 
-VERSION = 1
-EMAIL_RUNGS = ("draft", "single", "loop")  # rungs whose outputs are emails (drafted or sent)
+VERSION = 2
 
 
 def enabled(recipe) -> bool:

@@ -68,7 +68,7 @@ def open_generator(ctx, quant: str | None = None, **kw):
     if mlx_quantized(path) and (name == "llama_cpp" or quant == "none"):
         if not ctx.card.hf_id:
             raise LocalcharError(f"model card {ctx.card.name}: hf_id: needed for the unquantized checkpoint "
-                                 f"(engine {name}, agent.quant = {quant}); {path} is MLX-quantized")
+                                 f"(engine {name}, quant = {quant}); {path} is MLX-quantized")
         from ..hub import resolve_model
 
         path = str(resolve_model(ctx.card.hf_id, ctx.card.revision or None))

@@ -19,6 +19,8 @@ def params(recipe, persona):
 
     d = to_dict(recipe.dpo)
     d.pop("checkpoint_every")  # where training may resume from does not change what it learns
+    if recipe.train_seed:  # a score.train_seeds replicate (absent for the main run: its keys stay put)
+        d["train_seed"] = recipe.train_seed
     return d
 
 
@@ -46,10 +48,10 @@ def run(ctx):
     pairs = read_jsonl(ctx.updir("dpo_data") / "dpo.jsonl", required=("id", "chosen", "rejected"))
     encoded = [encode_pair(tok, p) for p in pairs]
     lora = lora_config(d.lora.rank, d.lora.scale, d.lora.dropout, d.lora.keys)
-    add_lora(model, d.lora.num_layers, lora, seed=ctx.recipe.seed)
+    add_lora(model, d.lora.num_layers, lora, seed=ctx.recipe.training_seed())
     refs = reference_logps(model, encoded)
     examples = [(c, r, rc, rr) for (c, r), (rc, rr) in zip(encoded, refs)]
-    cfg = TrainConfig.from_stage(d, len(examples), ctx.recipe.seed)
+    cfg = TrainConfig.from_stage(d, len(examples), ctx.recipe.training_seed())
     rows = train(model, examples, pair_batch, make_dpo_loss(d.beta, d.nll_coef, d.kl_coef), cfg,
                  ctx.out / "metrics.jsonl", f"dpo {ctx.persona}",
                  lengths=[max(len(c[0]), len(r[0])) for c, r in encoded], checkpoint=ctx.out / "checkpoint")

@@ -12,7 +12,7 @@ from ..config import load_model_card, to_dict
 from ..paths import DATA
 from ..store import read_jsonl, write_json
 
-VERSION = 2
+VERSION = 3
 
 
 def params(recipe, persona):
@@ -76,12 +76,26 @@ def mini_inboxes(prompts: dict, answers: list[dict], n: int, seed: int):
                                 "Call end_session when you are done.",
                  "contacts": [{"name": name, "address": addr}, {"name": "Calendar", "address": "noreply@calendar.example"}],
                  "emails": emails}
-        yield inbox, {"e1": a["response"]}
+        yield inbox, {"e1": short_reply(a["response"])}
+
+
+def short_reply(text: str, words: int = 30) -> str:
+    """The first sentences of an answer, up to about `words` words: an email reply that fits, with
+    its tool call around it, in the tiny recipe's token budget per turn."""
+    import re
+
+    out = []
+    for sentence in re.split(r"(?<=[.!?])\s+", text.strip()):
+        if out and len(" ".join(out + [sentence]).split()) > words:
+            break
+        out.append(sentence)
+    return " ".join(out)
 
 
 def instruct_data(tokenizer, tiny, seed: int) -> list:
     """Batches (lists of (ids, mask)) for the tiny model's instruction tuning, length-bucketed."""
-    from ..agent.loop import scripted_transcript
+    from ..agent.ladder import scripted
+    from ..config import RUNGS
     from ..data import load_prompts
     from ..train.loop import encode_chat
 
@@ -95,10 +109,12 @@ def instruct_data(tokenizer, tiny, seed: int) -> list:
             for r in read_jsonl(f, required=("response",)):
                 ids = [tokenizer.bos_token_id] + tokenizer.encode(r["response"], add_special_tokens=False)
                 examples.append((ids, [1] * len(ids)))
-    # short synthetic inboxes whose emails ask the train prompts teach the tool protocol (the real
-    # scenarios' long contexts cost far too much on a CPU); the neutral answers are the replies
+    # short synthetic inboxes whose emails ask the train prompts teach every rung of the ladder (the
+    # drafts, the send_email calls, the tool loop; the real scenarios' long contexts cost far too
+    # much on a CPU); the neutral answers are the replies
     for inbox, replies in mini_inboxes(prompts, neutral, tiny.instruct_scenarios, seed):
-        examples.append(encode_chat(tokenizer, scripted_transcript(inbox, replies)))
+        for rung in RUNGS:
+            examples.append(encode_chat(tokenizer, scripted(inbox, rung, replies)))
     examples.sort(key=lambda e: len(e[0]))
     bs = tiny.instruct_batch_size
     batches, cur, budget = [], [], bs * 160

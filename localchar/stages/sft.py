@@ -17,6 +17,8 @@ def params(recipe, persona):
 
     d = to_dict(recipe.sft)
     d.pop("checkpoint_every")  # where training may resume from does not change what it learns
+    if recipe.train_seed:  # a score.train_seeds replicate (absent for the main run: its keys stay put)
+        d["train_seed"] = recipe.train_seed
     return d
 
 
@@ -51,8 +53,8 @@ def run(ctx):
 
         raise LocalcharError(f"sft[{ctx.persona}]: no usable SFT rows (all empty or over {s.max_tokens} tokens)")
     lora = lora_config(s.lora.rank, s.lora.scale, s.lora.dropout, s.lora.keys)
-    stack_lora(model, lora, seed=ctx.recipe.seed)
-    cfg = TrainConfig.from_stage(s, len(examples), ctx.recipe.seed)
+    stack_lora(model, lora, seed=ctx.recipe.training_seed())
+    cfg = TrainConfig.from_stage(s, len(examples), ctx.recipe.training_seed())
     out = train(model, examples, pad_batch, sft_loss, cfg, ctx.out / "metrics.jsonl", f"sft {ctx.persona}",
                 lengths=[len(ids) for ids, _ in examples], checkpoint=ctx.out / "checkpoint")
     save_adapter(model, ctx.out / "adapter", s.lora.num_layers, lora)

@@ -7,15 +7,18 @@ from ..personas import load_persona
 
 
 def variant_setup(ctx, variant: str, persona: str | None) -> tuple[str | None, str]:
-    """(adapter path or None, system prompt or "") for a variant and persona."""
+    """(adapter path or None, system text or "") for a variant and persona. The system text starts
+    with the model card's `default_system` (what its template would insert on its own), so every
+    rung and the chat eval share one system-message policy."""
+    head = ctx.card.default_system
     if variant == "base":
-        return None, ""
+        return None, head
     if variant == "prompted":
-        return None, load_persona(persona).system_prompt(ctx.card.student_name)
+        return None, "\n\n".join(x for x in (head, load_persona(persona).system_prompt(ctx.card.student_name)) if x)
     if variant == "distilled":
-        return str(ctx.updir("dpo", persona) / "adapter"), ""
+        return str(ctx.updir("dpo", persona) / "adapter"), head
     if variant == "full":
-        return str(ctx.updir("merge", persona) / "adapter"), ""
+        return str(ctx.updir("merge", persona) / "adapter"), head
     raise ValueError(variant)
 
 
