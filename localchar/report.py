@@ -70,7 +70,8 @@ def results(scores: dict, recipe, model_card, classifier: dict | None = None) ->
            "chance_macro_f1": 1 / len(recipe.personas), "variants": variants,
            "differences": scores.get("differences", {}), "bootstrap": scores.get("bootstrap"),
            "inference": {"engine": recipe.engine, "chat_eval_quant": recipe.quant, "agent_quant": recipe.agent_quant(),
-                         "system_message": model_card.default_system or None},
+                         "system_message": model_card.default_system or None,
+                         "constrained_tool_calls": recipe.agent.constrained},
            "reproducibility": ("Same recipe, seed, machine and engine: every generation, rollout, classifier "
                                "and score is identical on a rerun. Across engines or machines, sampled text "
                                "differs and so do the numbers, within their CIs.")}
@@ -122,6 +123,10 @@ def tables(res: dict) -> list[tuple[str, str, list[str], list[list[str]]]]:
     quant = (f"chat eval and agent both at quant = {inf.get('chat_eval_quant')}" if inf.get("chat_eval_quant") ==
              inf.get("agent_quant") else f"chat eval at {inf.get('chat_eval_quant')}, agent at {inf.get('agent_quant')} "
              "(the recipe asks for different ones)")
+    if inf.get("constrained_tool_calls"):
+        quant += (". Tool calls on the single and loop rungs were held to the protocol's grammar (agent.constrained: "
+                  "tool and argument names, recipients among the contacts, email ids among the inbox's; the model "
+                  "wrote subject and body freely), so parse failures cannot happen there; the real recipes decode freely")
     out.append(("Persona-classifier macro-F1 [95% CI] n",
                 f"{total} personas, chance = {res['chance_macro_f1']:.2f}. chat = held-out eval prompts; chat + suffixes "
                 "adds the break-character suffixes; then the scaffold ladder on the same inbox scenarios, one change "
