@@ -126,7 +126,8 @@ def tables(res: dict) -> list[tuple[str, str, list[str], list[list[str]]]]:
     if inf.get("constrained_tool_calls"):
         quant += (". Tool calls on the single and loop rungs were held to the protocol's grammar (agent.constrained: "
                   "tool and argument names, recipients among the contacts, email ids among the inbox's; the model "
-                  "wrote subject and body freely), so parse failures cannot happen there; the real recipes decode freely")
+                  "wrote subject and body freely): every call it finished parses and executes, and parse failures there are "
+                  "replies cut off by max_tokens mid-call; the real recipes decode freely")
     out.append(("Persona-classifier macro-F1 [95% CI] n",
                 f"{total} personas, chance = {res['chance_macro_f1']:.2f}. chat = held-out eval prompts; chat + suffixes "
                 "adds the break-character suffixes; then the scaffold ladder on the same inbox scenarios, one change "

@@ -375,7 +375,7 @@ def test_openai_engine_errors_are_clear():
         OpenAIEngine(base_url="http://127.0.0.1:1/v1", model="x").generate(CHATS[:1], GREEDY, 0, adapters=["a"])
 
 
-def test_llama_cpp_engine_holds_a_random_model_to_the_tool_grammar(exported):
+def test_llama_cpp_engine_holds_a_random_model_to_the_tool_grammar(q8):
     from localchar.agent.grammar import grammar_for
     from localchar.agent.ladder import rung_messages
     from localchar.agent.scenarios import load_scenarios
@@ -385,7 +385,7 @@ def test_llama_cpp_engine_holds_a_random_model_to_the_tool_grammar(exported):
 
     scen = load_scenarios(DATA / "scenarios-mini")[0]
     g = grammar_for(scen)
-    eng = LlamaCppEngine(q8(exported), slots=4)
+    eng = LlamaCppEngine(q8, slots=4)
     chats = [rung_messages(scen, "single")] * 3 + [CHATS[2]]
     out = eng.generate(chats, Sampling(temperature=1.0, max_tokens=60), 0, grammars=[g, g, g, None])
     for text in out[:3]:
