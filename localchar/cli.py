@@ -365,7 +365,13 @@ def _rebuild_report(run_dir: Path) -> Path:
     clf = read_json(newest("classifier", "classifier_summary.json"))
     out = run_dir / "results"
     out.mkdir(exist_ok=True)
+    # what only the runner adds (the score.train_seeds spread) is carried over from the report it replaces
+    seeds = read_json(out / "results.json").get("train_seeds") if (out / "results.json").exists() else None
     write_report(read_json(newest("score", "scores.json")), recipe, C.load_model_card(recipe.model), out, clf)
+    if seeds:
+        from .report import extend_results
+
+        extend_results(out, train_seeds=seeds)
     if instances:
         from .report import extend_results
         from .runner import timings

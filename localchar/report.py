@@ -163,7 +163,7 @@ def tables(res: dict) -> list[tuple[str, str, list[str], list[list[str]]]]:
                 ["variant"] + [f"→ {RUNG_TITLES.get(x, x)}" for x in rungs], rows))
     if res.get("differences"):
         measures = list(dict.fromkeys(m for d in res["differences"].values() for m in d))
-        names = {"chat_plain": "chat", "chat": "chat + suffixes", **RUNG_TITLES}
+        names = {"chat_plain": "chat", "chat_all": "chat + suffixes", **RUNG_TITLES}
         rows = [[k.replace("_minus_", " − ")] + [_delta(d.get(m)) for m in measures]
                 for k, d in res["differences"].items()]
         out.append(("Variant differences", "Macro-F1 of one variant minus another's on the same prompts and "

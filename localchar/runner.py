@@ -220,7 +220,9 @@ def run(recipe: C.Recipe, runs_dir: Path, force: tuple[str, ...] = (), dry_run: 
             for r, ii in replicates:
                 console.print(f"[bold]training seed {r.train_seed}[/] of {recipe.score.train_seeds - 1} more")
                 name = f"{results_name}-seeds/{r.train_seed}"
-                _run(r, card, ii, run_dir, force, name, write_recipe=False)
+                shared = {i.key for i in instances}  # forced once, in the main run
+                _run(r, card, [i for i in ii if not (i.key in shared and i.stage in force)] if force else ii,
+                     run_dir, force, name, write_recipe=False)
                 per_seed.append({**read_json(run_dir / name / "results.json"), "train_seed": r.train_seed})
             extend_results(run_dir / results_name, train_seeds=seed_spread(per_seed))
         return run_dir

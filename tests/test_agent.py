@@ -150,16 +150,18 @@ def test_draft_rungs_score_bodies_split_from_the_reply():
     reply = (f"Here are the drafts.\n\n**To:** {e['from'].upper()}\n**Subject:** Re: tips\n\nHi Jonah,\n\nSave a "
              "little each week.\n\nBest,\nAlex\n\n---\n\nTo: billing@brightwatt.example\nSubject: Thanks\n\nNoted.")
     emails = split_drafts(reply)
-    assert [m["body"] for m in emails] == ["Here are the drafts.", "Hi Jonah,\n\nSave a little each week.\n\nBest,\nAlex",
-                                           "Noted."]
-    assert emails[1]["to"] == [e["from"].upper()] and emails[1]["subject"].strip("* ") == "Re: tips"
+    # the preamble is not an email; markdown headers (**To:** and **Subject**:) are headers
+    assert [m["body"] for m in emails] == ["Hi Jonah,\n\nSave a little each week.\n\nBest,\nAlex", "Noted."]
+    assert split_drafts("**To**: a@b.example\n**Subject**: Hi\n\nBody.") == [
+        {"to": ["a@b.example"], "subject": "Hi", "body": "Body."}]
+    assert emails[0]["to"] == [e["from"].upper()] and emails[0]["subject"].strip("* ") == "Re: tips"
     assert split_drafts("Just a body,\nno headers.") == [{"to": [], "subject": "", "body": "Just a body,\nno headers."}]
     assert split_drafts("To: a@b.example\nSubject: x\n\n") == []
     rows = run_rollouts(ScriptedEngine([reply, reply]), [make_rollout("d", SCEN, "draft", seed=1),
                                                        make_rollout("a", SCEN, "agent_draft", seed=2)], Sampling(), AgentCfg())
     for r in rows:
         assert r["outputs"] == [m["body"] for m in emails] and r["messages"][-1]["content"] == reply
-        assert r["coverage"]["replied"] == [e["id"]] and r["counts"]["emails"] == 3
+        assert r["coverage"]["replied"] == [e["id"]] and r["counts"]["emails"] == 2
 
 
 def test_ladder_changes_one_thing_per_rung():

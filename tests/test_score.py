@@ -41,7 +41,12 @@ def test_score_counts_emails_and_base_rows_once_per_persona(tmp_path):
                   "termination": "answered", "sent_emails": [], "outputs": [words[p]]} for p in words]
     write_jsonl(tmp_path / "agent" / "rollouts.jsonl", rollouts)
     score.run(Ctx(tmp_path, recipe))
-    s = json.loads((tmp_path / "score" / "scores.json").read_text())["variants"]
+    scores = json.loads((tmp_path / "score" / "scores.json").read_text())
+    d = scores["differences"]["full_minus_base"]
+    # chat eval (plain, all) and the ladder's "inbox as chat" rung are three different measures
+    assert d["chat_all"]["value"] == scores["variants"]["full"]["chat"]["macro_f1"] - scores["variants"]["base"]["chat"]["macro_f1"]
+    assert d["chat"] == {"value": None, "ci95": None}  # base wrote nothing on the chat rung here
+    s = scores["variants"]
     assert s["full"]["chat"]["macro_f1"] == 1.0
     # both personas' emails read as poetic: poeticism recall 1, sarcasm recall 0
     assert s["full"]["agent"]["n"] == 2 and s["full"]["agent"]["per_persona"]["sarcasm"] == 0.0

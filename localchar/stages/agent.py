@@ -17,7 +17,7 @@ from ..store import JsonlAppender, derive_seed
 from .common import engine_name, open_generator, sampling_dict
 from .variants import groups, variant_setup
 
-VERSION = 3
+VERSION = 4
 
 
 def params(recipe, persona):

@@ -224,7 +224,7 @@ def run(ctx):
         if a in variants and b in variants:
             va, vb = variants[a], variants[b]
             differences[f"{a}_minus_{b}"] = {
-                "chat_plain": diff(va["chat_plain"], vb["chat_plain"]), "chat": diff(va["chat"], vb["chat"]),
+                "chat_plain": diff(va["chat_plain"], vb["chat_plain"]), "chat_all": diff(va["chat"], vb["chat"]),
                 **{rung: diff(va["ladder"][rung], vb["ladder"][rung]) for rung in recipe.agent.rungs}}
     write_json(ctx.out / "scores.json", _public({
         "variants": variants, "differences": differences,
