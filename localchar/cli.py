@@ -503,7 +503,9 @@ def doctor():
 
 
 def main():
-    maybe_reexec([sys.executable, "-m", "localchar.cli", *sys.argv[1:]])
+    # -P: the current directory stays off sys.path, so a folder named localchar there (the clone
+    # itself, after `git clone ... localchar`) cannot shadow the installed package
+    maybe_reexec([sys.executable, "-P", "-m", "localchar.cli", *sys.argv[1:]])
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     verbose = bool(set(sys.argv[1:2]) & {"-v", "--verbose"})
     try:

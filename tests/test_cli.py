@@ -83,3 +83,17 @@ def test_agent_commands(tiny_model, tmp_path):
     assert row["scenario"] == "mini_recipe_01" and row["rung"] == "loop" and row["termination"]
     out = cli("agent", "run", "--model", str(tiny_model), "--scenario", "no_such_one")
     assert out.returncode == 2 and "no such scenario" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_help_works_beside_a_folder_named_localchar(tmp_path):
+    """After `git clone ... localchar` the clone sits in the working directory as ./localchar; the
+    command (which re-executes itself with OpenBLAS preloaded) must still import the installed package."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "localchar").mkdir()
+    exe = shutil.which("localchar", path=str(Path(sys.executable).parent))
+    out = subprocess.run([exe, "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "Usage:" in out.stdout, out.stderr[-1500:]
