@@ -7,7 +7,11 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 # sentence-transformers needs torch; pin the release whose CPU build these Linux machines carry
 # locally (a bare `torch` resolves to a multi-GB CUDA build).
-[ "$(uname -s)" = Linux ] && .venv/bin/pip install -q --disable-pip-version-check torch==2.13.0
+SECONDS=0
+if [ "$(uname -s)" = Linux ] && [ "$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("torch").split("+")[0])' 2>/dev/null)" != 2.13.0 ]; then
+  echo "setup: installing torch 2.13.0 (CPU)" >&2
+  .venv/bin/pip install -q --disable-pip-version-check torch==2.13.0
+fi
 
 # The llama.cpp engine and GGUF export (extra localchar[gguf]). PyPI has llama-cpp-python only as an
 # sdist that compiles llama.cpp (minutes on 2 cores), so the wheel is built once into the cache and
@@ -15,6 +19,26 @@ PY=${PYTHON:-python3}
 # crash on quantized models on VMs that advertise AMX. On Apple silicon the package turns Metal on
 # itself; for CUDA set CMAKE_ARGS="-DGGML_CUDA=on" (see README). LOCALCHAR_NO_GGUF=1 skips all this.
 LLAMA_VER=0.3.36
+BUILD_PROGRESS='
+import re, sys, time
+log = open(sys.argv[1], "w")
+t0 = last = time.time(); shown = -100
+for line in sys.stdin:
+    log.write(line)
+    m = re.search(r"\[\s*(\d+)/(\d+)\]", line) or re.search(r"\[\s*(\d+)%\]", line)
+    if not m:
+        continue
+    pct = 100 * int(m[1]) / int(m[2]) if m.lastindex == 2 else int(m[1])
+    now = time.time()
+    if pct - shown >= 5 or now - last >= 30:
+        el = now - t0
+        eta = " about %d min left" % round(el * (100 - pct) / pct / 60) if pct >= 3 else ""
+        print("setup: compiling llama.cpp %3d%% after %d min %02d s%s" % (pct, el // 60, el % 60, eta),
+              file=sys.stderr, flush=True)
+        shown, last = pct, now
+el = time.time() - t0
+print("setup: llama-cpp-python build took %d min %02d s" % (el // 60, el % 60), file=sys.stderr)
+'
 CACHE="${LOCALCHAR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/localchar}"
 PIP=(.venv/bin/pip install -q --disable-pip-version-check)
 EXTRAS=test
@@ -29,8 +53,16 @@ if [ "${LOCALCHAR_NO_GGUF:-0}" != 1 ]; then
   if [ "$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("llama-cpp-python"))' 2>/dev/null)" != "$LLAMA_VER" ] \
      || [ ! -f ".venv/.llama-cpp-$TAG" ]; then
     if ! ls "$WHEELS"/*.whl >/dev/null 2>&1; then
-      echo "setup: building llama-cpp-python $LLAMA_VER (CMAKE_ARGS='$FLAGS'; once, cached in $WHEELS)" >&2
-      CMAKE_ARGS="$FLAGS" .venv/bin/pip wheel -q --disable-pip-version-check --no-deps -w "$WHEELS.tmp" "$SDIST"
+      echo "setup: building llama-cpp-python $LLAMA_VER (CMAKE_ARGS='$FLAGS'; once, cached in $WHEELS;" \
+           "about 10-15 minutes on 2 cores, full log in $WHEELS.log)" >&2
+      mkdir -p "$CACHE/wheels"
+      # pip -v streams the CMake build; the filter prints a progress line every 5% or 30 s with an
+      # estimate of the time left, and the build's own duration at the end.
+      if ! CMAKE_ARGS="$FLAGS" .venv/bin/pip wheel -v --disable-pip-version-check --no-deps -w "$WHEELS.tmp" "$SDIST" 2>&1 \
+          | .venv/bin/python -u -c "$BUILD_PROGRESS" "$WHEELS.log"; then
+        echo "setup: the llama-cpp-python build failed; its last lines (whole log: $WHEELS.log):" >&2
+        tail -n 25 "$WHEELS.log" >&2; exit 1
+      fi
       mv "$WHEELS.tmp" "$WHEELS"
     fi
     "${PIP[@]}" --force-reinstall --no-deps "$(ls "$WHEELS"/*.whl | head -n1)"
@@ -55,6 +87,7 @@ if not (dst / "convert_lora_to_gguf.py").is_file():
     tmp.rename(dst)
 PY
 fi
+echo "setup: installing localchar[$EXTRAS] and its dependencies into .venv" >&2
 "${PIP[@]}" -e ".[$EXTRAS]"
 if [ "$(uname -s)" = Linux ] && [ ! -e /usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3 ] \
    && command -v apt-get >/dev/null; then
@@ -65,3 +98,4 @@ if [ "$(uname -s)" = Linux ] && [ ! -e /usr/lib/x86_64-linux-gnu/openblas-pthrea
       || echo "setup: could not install libopenblas0-pthread; MLX on the CPU will be slower" >&2
   fi
 fi
+echo "setup: done in $((SECONDS / 60)) min $((SECONDS % 60)) s" >&2

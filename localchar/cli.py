@@ -113,6 +113,13 @@ def engine_options(f):
     return f
 
 
+def _sampling(**options):
+    """Sampling from command-line options, each held to its recipe field's rule (config.py)."""
+    from .config import Sampling, check_option
+
+    return Sampling(**{k: check_option(Sampling, k, v, "--" + k.replace("_", "-")) for k, v in options.items()})
+
+
 def _open(engine, model_path, quant, base_url, served_model, api, **kw):
     from .backends import open_engine
 
@@ -138,14 +145,17 @@ def _open(engine, model_path, quant, base_url, served_model, api, **kw):
 def generate(engine, quant, base_url, served_model, api, model_path, adapter, strength, system, prompt, max_tokens,
              temperature, top_p, repetition_penalty, seed):
     """Print one completion (only the completion text) for PROMPT through the model's chat template."""
-    from .config import Sampling
+    from .config import Recipe, check_option
 
+    sampling = _sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+                         repetition_penalty=repetition_penalty)
+    check_option(Recipe, "seed", seed, "--seed")
+    check_option(Recipe, "persona_strength", strength, "--strength")
     if not model_path and engine != "openai":
         raise LocalcharError("--model: required for this engine")
     e = _open(engine, model_path, quant, base_url, served_model, api, adapter=adapter, strength=strength)
     msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-    text = e.generate([msgs], Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens,
-                                         repetition_penalty=repetition_penalty), seed)[0]
+    text = e.generate([msgs], sampling, seed)[0]
     click.echo(text)
 
 
@@ -155,7 +165,7 @@ def agent():
 
 
 @agent.command("parse")
-@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object {calls, errors} instead of JSON lines.")
 def agent_parse(file, as_json):
     """Parse FILE (a model's output text; - for stdin) for tool calls, with the tolerant parser the
@@ -165,7 +175,17 @@ def agent_parse(file, as_json):
 
     from .agent.parser import parse_tool_calls
 
-    calls, errors = parse_tool_calls(file.read())
+    from .inputs import decode, read_text
+
+    limit = 8 << 20  # far beyond any reply; the parser's own bounds hold below it
+    if str(file) == "-":
+        data = sys.stdin.buffer.read(limit + 1)
+        if len(data) > limit:
+            raise LocalcharError(f"standard input: over {limit >> 20} MiB; a model reply is far shorter")
+        text = decode(data, "standard input")
+    else:
+        text = read_text(file, limit=limit)
+    calls, errors = parse_tool_calls(text)
     if as_json:
         click.echo(json.dumps({"calls": calls, "errors": errors}, ensure_ascii=False))
     else:
@@ -216,9 +236,13 @@ def agent_run(engine, quant, base_url, served_model, api, model_path, adapter, p
     from .agent.ladder import make_rollout
     from .agent.loop import run_rollouts
     from .agent.scenarios import load_scenarios
-    from .config import AgentCfg, Sampling
+    from .config import AgentCfg, Recipe, check_option
     from .paths import DATA
     from .store import derive_seed
+
+    sampling = _sampling(temperature=temperature, max_tokens=max_tokens)
+    check_option(Recipe, "seed", seed, "--seed")
+    limits = AgentCfg(max_turns=check_option(AgentCfg, "max_turns", max_turns, "--max-turns"))
 
     scenarios = load_scenarios(directory or DATA / "scenarios")
     if scenario_id:
@@ -238,8 +262,7 @@ def agent_run(engine, quant, base_url, served_model, api, model_path, adapter, p
     engine = _open(engine, model_path, quant, base_url, served_model, api)
     r = make_rollout(f"{rung}/{scenario['id']}", scenario, rung, system, adapter,
                      seed=derive_seed(seed, scenario["id"], rung), sample=0)
-    limits = AgentCfg(max_turns=max_turns)
-    row = run_rollouts(engine, [r], Sampling(temperature=temperature, max_tokens=max_tokens), limits)[0]
+    row = run_rollouts(engine, [r], sampling, limits)[0]
     if as_json:
         click.echo(json.dumps(row, ensure_ascii=False, sort_keys=True))
         return
@@ -260,7 +283,8 @@ def classify():
 def _rows(path: Path, split: str | None, need_label: bool) -> list[dict]:
     from .store import read_jsonl
 
-    rows = read_jsonl(path, required=("text", "label") if need_label else ("text",))
+    schema = {"text": (str,), "split": (str, None)} | ({"label": (str,)} if need_label else {"label": (str, None)})
+    rows = read_jsonl(path, schema)
     if split:
         rows = [r for r in rows if r.get("split") == split]
     if not rows:
@@ -305,6 +329,10 @@ def classify_eval(model_dir, data, split, bootstrap, seed):
     clf = C.load(model_dir)
     rows = _rows(data, split, True)
     truth = [r["label"] for r in rows]
+    unknown = sorted(set(truth) - set(clf.labels))
+    if unknown:
+        raise LocalcharError(f"{data}: label '{unknown[0]}' is not one the classifier knows ({', '.join(clf.labels)}); "
+                             f"its F1 would be 0 by construction" + (f" ({len(unknown)} such labels)" if len(unknown) > 1 else ""))
     pred = clf.predict([r["text"] for r in rows])
     labels = sorted(set(truth) | set(pred))  # labels absent from the data would count as F1 = 0
     f = f1_scores(truth, pred, labels)
@@ -329,22 +357,12 @@ def classify_predict(model_dir, data):
 
 def _rebuild_report(run_dir: Path) -> Path:
     """Rewrite RUN_DIR/results from the newest score and classifier outputs under RUN_DIR/stages."""
-    import tomllib
-
     from . import config as C
     from .report import write_report
+    from .results import load_run_recipe
     from .store import read_json
 
-    resolved = run_dir / "recipe.resolved.toml"
-    if not resolved.exists():
-        raise LocalcharError(f"{run_dir}: not a run directory (no recipe.resolved.toml); "
-                             "give runs/<recipe> of a recipe that has run")
-    raw = tomllib.loads(resolved.read_text())
-    raw.pop("source", None)
-    recipe = C.build(C.Recipe, raw, str(resolved))
-
-    first = resolved.read_text().splitlines()[0]
-    recipe.source = first.removeprefix("# resolved from ").strip()
+    recipe = load_run_recipe(run_dir)
     exact, instances = {}, []
     if Path(recipe.source).exists():  # the instances this recipe's keys name, not just the newest ones
         from .runner import plan
@@ -363,20 +381,20 @@ def _rebuild_report(run_dir: Path) -> Path:
         return found[-1]
 
     clf = read_json(newest("classifier", "classifier_summary.json"))
+    scores = newest("score", "scores.json")
     out = run_dir / "results"
-    out.mkdir(exist_ok=True)
-    # what only the runner adds (the score.train_seeds spread) is carried over from the report it replaces
-    seeds = read_json(out / "results.json").get("train_seeds") if (out / "results.json").exists() else None
-    write_report(read_json(newest("score", "scores.json")), recipe, C.load_model_card(recipe.model), out, clf)
-    if seeds:
-        from .report import extend_results
+    import tempfile
 
-        extend_results(out, train_seeds=seeds)
-    if instances:
-        from .report import extend_results
-        from .runner import timings
+    from .results import publish_results
+    from .runner import timings
 
-        extend_results(out, timings=timings(instances))
+    # published like a run's results: provenance from the score instance's lineage; results of
+    # another run move to results-previous/; what only the runner adds (the score.train_seeds
+    # spread) is carried over when the results it replaces are the same run's
+    with tempfile.TemporaryDirectory(dir=run_dir, prefix=".report-") as tmp:
+        write_report(read_json(scores), recipe, C.load_model_card(recipe.model), Path(tmp), clf)
+        publish_results(Path(tmp), out, recipe, run_dir, instances or None, start=scores.parent,
+                        carry=("train_seeds",), **({"timings": timings(instances)} if instances else {}))
     return out
 
 
@@ -398,6 +416,48 @@ def report(run_dir, other, out):
         from .store import atomic_write_text
 
         atomic_write_text(out, text)
+
+
+@cli.group()
+def runs():
+    """Run directories: what they hold."""
+
+
+@runs.command("ls")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object (the same as results/adapters.json).")
+def runs_ls(run_dir, as_json):
+    """Map every variant x persona of RUN_DIR's recipe (its recipe.resolved.toml) to its adapter
+    folders under RUN_DIR/stages: the DPO adapter (distilled), the SFT adapter and the merged one
+    (full), each done, partial (started, not finished) or missing."""
+    import json
+
+    from .results import adapter_map, load_run_recipe
+
+    if not run_dir.is_dir():
+        raise LocalcharError(f"{run_dir}: not a run directory (no such directory)")
+    m = adapter_map(load_run_recipe(run_dir), run_dir)
+    if as_json:
+        click.echo(json.dumps(m, indent=2, ensure_ascii=False))
+        return
+    seeds = len({r["train_seed"] for r in m["adapters"]}) > 1
+    stages = ["dpo", "sft", "merge"]
+    head = ["variant", "persona"] + (["seed"] if seeds else []) + ["status"] + stages
+    rows = []
+    for r in m["adapters"]:
+        cells = [r["variant"], r["persona"] or "-"] + ([str(r["train_seed"])] if seeds else []) + [r["status"]]
+        for st in stages:
+            x = r["stages"].get(st)
+            name = Path(x["dir"]).parent.name if x and x["dir"] else "-"
+            cells.append("-" if not x else name if x["status"] == "done" else f"{name} ({x['status']})")
+        rows.append(cells)
+    widths = [max(len(c[i]) for c in [head] + rows) for i in range(len(head))]
+    click.echo(f"{run_dir}: recipe {m['recipe']} ({m['source']}); adapters in stages/<stage>/<instance>/adapter"
+               + ("" if m["exact"] else " (recipe file gone: the newest instance of each stage shown)"))
+    for c in [head] + rows:
+        click.echo("  ".join(x.ljust(w) for x, w in zip(c, widths)).rstrip())
+    n = m["counts"]
+    click.echo(f"{n['done']} done, {n['partial']} partial, {n['missing']} missing")
 
 
 @cli.command()
@@ -508,24 +568,42 @@ def main():
     maybe_reexec([sys.executable, "-P", "-m", "localchar.cli", *sys.argv[1:]])
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     verbose = bool(set(sys.argv[1:2]) & {"-v", "--verbose"})
+    interrupted = "interrupted: finished rows and stages are kept; run the same command to resume"
     try:
-        cli(standalone_mode=False)
+        # prog_name: --help and usage lines say `localchar`, however the process was started
+        cli(prog_name="localchar", standalone_mode=False)
     except LocalcharError as e:
-        if verbose:
-            import traceback
-
-            traceback.print_exc()
-        click.echo(f"error: {e}", err=True)
-        sys.exit(2)
+        _fail(verbose, f"error: {e}")
     except click.exceptions.Abort:
-        click.echo("interrupted: finished rows and stages are kept; run the same command to resume", err=True)
+        click.echo(interrupted, err=True)
         sys.exit(130)
-    except click.ClickException as e:
+    except click.exceptions.NoArgsIsHelpError as e:  # bare `localchar` / `localchar agent`: show the help
         e.show()
         sys.exit(e.exit_code)
+    except click.UsageError as e:  # bad option or argument: one line, with where to look
+        where = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
+        _fail(verbose, f"error: {' '.join(e.format_message().split())}{where}")
+    except click.ClickException as e:
+        _fail(verbose, f"error: {' '.join(e.format_message().split())}", e.exit_code)
     except KeyboardInterrupt:
-        click.echo("interrupted: finished rows and stages are kept; run the same command to resume", err=True)
+        click.echo(interrupted, err=True)
         sys.exit(130)
+    except Exception:  # anything else is ours to fix, not the user's input
+        import traceback
+
+        traceback.print_exc()
+        click.echo(f"error: this is a bug in localchar {__version__}; rerun with -v and report it with the "
+                   "traceback above", err=True)
+        sys.exit(1)
+
+
+def _fail(verbose: bool, line: str, code: int = 2):
+    if verbose:
+        import traceback
+
+        traceback.print_exc()
+    click.echo(line.replace("\n", " ")[:2000], err=True)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from .errors import LocalcharError
 from .paths import MODELS, RECIPES
@@ -26,23 +28,84 @@ EMAIL_RUNGS = DRAFT_RUNGS + TOOL_RUNGS       # rungs whose scored unit is an ema
 QUANTS = ["none", "q8_0", "q4_k_m"]
 
 
+# ----------------------------------------------------------------------------- value rules
+# A field's range lives on its annotation: Annotated[int, Rule(lo=1)]. `build` checks every rule at
+# load time, and every float is finite (no NaN or infinity anywhere). A `Tokens` field is also
+# bounded by the model card's context (checked in _validate, where the card is known).
+@dataclass(frozen=True)
+class Rule:
+    lo: float | None = None         # inclusive lower bound
+    hi: float | None = None         # inclusive upper bound
+    above: float | None = None      # exclusive lower bound
+    below: float | None = None      # exclusive upper bound
+    also: tuple = ()                # values allowed outside the range (num_layers = -1: every block)
+    note: str = ""                  # what the special values mean, for the message
+
+    def check(self, v, file: str, key: str) -> None:
+        if v in self.also:
+            return
+        def num(x):
+            return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+        low = (f"[{num(self.lo)}" if self.lo is not None else f"({num(self.above)}" if self.above is not None else None)
+        high = (f"{num(self.hi)}]" if self.hi is not None else f"{num(self.below)})" if self.below is not None else None)
+        if low and high:
+            want = f"in {low}, {high}"
+        elif low:
+            want = (">= " if low[0] == "[" else "> ") + low[1:]
+        else:
+            want = ("<= " if high[-1] == "]" else "< ") + high[:-1]
+        ok = ((self.lo is None or v >= self.lo) and (self.above is None or v > self.above)
+              and (self.hi is None or v <= self.hi) and (self.below is None or v < self.below))
+        if not ok:
+            extra = f" (or {', '.join(map(str, self.also))}{': ' + self.note if self.note else ''})" if self.also else (
+                f" ({self.note})" if self.note else "")
+            raise LocalcharError(f"{_at(file, key)}: must be {want}{extra}, got {v!r}")
+
+
+def _at(file: str, key: str) -> str:
+    return f"{file}: {key}" if file else key
+
+
+def check_option(cls, name: str, value: Any, option: str) -> Any:
+    """A command-line option held to the same rule as the recipe field `cls.name` (one place)."""
+    return _check(value, typing.get_type_hints(cls, include_extras=True)[name], "", option)
+
+
+class Tokens:
+    """Marks a token limit: at most the model card's `context`."""
+
+
+TOKENS = Tokens()
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")   # run names: one path component
+COUNT = Rule(lo=1, hi=1 << 20)                       # how many of something, at least one
+LIMIT = Rule(lo=0, hi=1 << 30, note="0 = all")       # a cap where 0 means none
+SEED = Rule(lo=0, hi=(1 << 63) - 1)
+Count = Annotated[int, COUNT]
+Limit = Annotated[int, LIMIT]
+Seed = Annotated[int, SEED]
+Rate = Annotated[float, Rule(above=0, hi=10)]        # learning rates
+Share = Annotated[float, Rule(lo=0, below=1)]        # [0, 1)
+TokenCount = Annotated[int, Rule(lo=1, hi=1 << 21), TOKENS]
+
+
 # ----------------------------------------------------------------------------- model cards
 @dataclass
 class TinyBuild:
     # Sized for a CPU: MLX's CPU attention and elementwise kernels, not its matmuls, bound the
     # cost, so a large vocabulary (fewer tokens per word) and few heads are what make it fast.
-    seed: int = 0
-    hidden_size: int = 64
-    num_hidden_layers: int = 6
-    intermediate_size: int = 128
-    num_attention_heads: int = 2
-    head_dim: int = 32
-    vocab_pieces: int = 4096
+    seed: Seed = 0
+    hidden_size: Annotated[int, Rule(lo=8, hi=16384)] = 64
+    num_hidden_layers: Annotated[int, Rule(lo=1, hi=256)] = 6
+    intermediate_size: Annotated[int, Rule(lo=8, hi=65536)] = 128
+    num_attention_heads: Annotated[int, Rule(lo=1, hi=256)] = 2
+    head_dim: Annotated[int, Rule(lo=4, hi=1024)] = 32
+    vocab_pieces: Annotated[int, Rule(lo=300, hi=262144)] = 4096
     # Instruction tuning of the random model (full fine-tune) so it can chat and call tools at all.
-    instruct_iters: int = 300
-    instruct_batch_size: int = 8
-    instruct_learning_rate: float = 3e-3
-    instruct_scenarios: int = 24  # synthetic mini inboxes that teach the tool protocol
+    instruct_iters: Annotated[int, Rule(lo=0, hi=1 << 20)] = 300
+    instruct_batch_size: Count = 8
+    instruct_learning_rate: Rate = 3e-3
+    instruct_scenarios: Annotated[int, Rule(lo=0, hi=1 << 16)] = 24  # synthetic mini inboxes that teach the tool protocol
 
 
 @dataclass
@@ -56,7 +119,8 @@ class ModelCard:
     path: str = ""                    # a local model directory (wins over hf_id / mlx_id)
     build: str = ""                   # "tiny": built locally by `localchar models build-tiny`
     tiny: TinyBuild = field(default_factory=TinyBuild)
-    params_b: float = 0.0             # billions of parameters: the dry-run's hour estimates (0 = none)
+    context: Annotated[int, Rule(lo=64, hi=1 << 21)] = 8192  # tokens the model reads: bounds every token limit
+    params_b: Annotated[float, Rule(lo=0, hi=10000)] = 0.0   # billions of parameters: the dry-run's hour estimates (0 = none)
     # The system message the chat template inserts when a conversation has none (Qwen's "You are
     # Qwen, ..."). Sent explicitly at the head of every system message, so that the rungs which add
     # a system prompt (agent_draft, single, loop; prompted) do not silently drop it: every rung then
@@ -68,11 +132,11 @@ class ModelCard:
 # ----------------------------------------------------------------------------- recipes
 @dataclass
 class Sampling:
-    temperature: float = 0.7
-    top_p: float = 0.95
-    repetition_penalty: float = 1.1   # OCT's, over the last 20 tokens (mlx-lm's rule); 1.0 = off
-    max_tokens: int = 1024
-    batch_size: int = 16
+    temperature: Annotated[float, Rule(lo=0, hi=100, note='0 = greedy')] = 0.7
+    top_p: Annotated[float, Rule(above=0, hi=1)] = 0.95
+    repetition_penalty: Annotated[float, Rule(above=0, hi=100)] = 1.1   # OCT's, over the last 20 tokens (mlx-lm's rule); 1.0 = off
+    max_tokens: TokenCount = 1024
+    batch_size: Annotated[int, Rule(lo=1, hi=4096)] = 16
 
 
 @dataclass
@@ -82,8 +146,8 @@ class DataCfg:
     suffixes: str = "data/suffixes.toml"
     scenarios: str = "data/scenarios"
     corpus: str = "data/corpus"
-    max_train_prompts: int = 0        # 0 = all
-    max_eval_prompts: int = 0
+    max_train_prompts: Limit = 0      # 0 = all
+    max_eval_prompts: Limit = 0
 
 
 @dataclass
@@ -93,7 +157,7 @@ class TeacherCfg:
     base_url: str = ""                # openai engine: the server's /v1 URL
     served_model: str = ""            # openai engine: the model name on the server ("" = its first)
     api: str = "completions"          # openai engine: completions (our template + the <think> prefill) | chat
-    samples: int = 1                  # answers per prompt
+    samples: Annotated[int, Rule(lo=1, hi=1000)] = 1  # answers per prompt
     trait_prompts: bool = True        # the constitution's own trait prompts join the distillation
                                       # prompts (OCT: constitution questions + LIMA)
     sampling: Sampling = field(default_factory=Sampling)
@@ -106,16 +170,16 @@ class StudentCfg:
 
 @dataclass
 class DpoDataCfg:
-    max_tokens: int = 1024            # pairs whose templated chat is longer are dropped
+    max_tokens: TokenCount = 1024     # pairs whose templated chat is longer are dropped
     require_punctuation: bool = True  # OCT's truncation screen: both answers end in punctuation
 
 
 @dataclass
 class LoraCfg:
-    rank: int = 64
-    scale: float = 2.0                # mlx-lm scale = alpha / rank (OCT: 128 / 64)
-    dropout: float = 0.0
-    num_layers: int = -1              # -1 = every block
+    rank: Annotated[int, Rule(lo=1, hi=4096)] = 64
+    scale: Annotated[float, Rule(above=0, hi=1e4)] = 2.0                # mlx-lm scale = alpha / rank (OCT: 128 / 64)
+    dropout: Share = 0.0
+    num_layers: Annotated[int, Rule(lo=1, hi=1024, also=(-1,), note='every block')] = -1
     keys: list[str] = field(default_factory=list)  # block-relative linears; [] = all
 
 
@@ -123,14 +187,14 @@ class LoraCfg:
 class TrainCfg:
     """What DPO and SFT share. OCT: 1 epoch, global batch 32 (micro 2 x accumulation 16), lr 5e-5,
     cosine with 10% warmup, Adam (0.9, 0.98), clip 1.0."""
-    epochs: float = 1.0
-    iters: int = 0                    # optimizer steps; 0 = derived from `epochs` and the data size
-    batch_size: int = 2
-    grad_accum: int = 16              # 2 x 16 = OCT's global batch of 32
-    learning_rate: float = 5e-5
-    warmup_ratio: float = 0.1
+    epochs: Annotated[float, Rule(lo=0, hi=1000)] = 1.0
+    iters: Annotated[int, Rule(lo=0, hi=1 << 24)] = 0  # optimizer steps; 0 = derived from `epochs` and the data size
+    batch_size: Annotated[int, Rule(lo=1, hi=4096)] = 2
+    grad_accum: Annotated[int, Rule(lo=1, hi=4096)] = 16  # 2 x 16 = OCT's global batch of 32
+    learning_rate: Rate = 5e-5
+    warmup_ratio: Share = 0.1
     grad_checkpoint: bool = False     # recompute block activations in the backward pass (less memory)
-    checkpoint_every: int = 5         # save a resumable training state every N steps (0 = never)
+    checkpoint_every: Annotated[int, Rule(lo=0, hi=1 << 24)] = 5         # save a resumable training state every N steps (0 = never)
     lora: LoraCfg = field(default_factory=LoraCfg)
 
     def steps(self, n_examples: int) -> int:
@@ -142,33 +206,33 @@ class TrainCfg:
 
 @dataclass
 class DpoCfg(TrainCfg):
-    beta: float = 0.1
-    nll_coef: float = 0.1             # length-normalised NLL on the chosen answer
-    kl_coef: float = 0.001            # OCT fork: mean squared per-token log-ratio to the reference
+    beta: Annotated[float, Rule(above=0, hi=1000)] = 0.1
+    nll_coef: Annotated[float, Rule(lo=0, hi=1000)] = 0.1             # length-normalised NLL on the chosen answer
+    kl_coef: Annotated[float, Rule(lo=0, hi=1000)] = 0.001            # OCT fork: mean squared per-token log-ratio to the reference
 
 
 @dataclass
 class IntrospectionCfg:
-    reflection_samples: int = 50      # per reflection prompt
-    interactions: int = 20            # self-interaction conversations (half free, half leading)
-    interaction_turns: int = 10
+    reflection_samples: Annotated[int, Rule(lo=0, hi=100000)] = 50      # per reflection prompt
+    interactions: Annotated[int, Rule(lo=0, hi=100000)] = 20            # self-interaction conversations (half free, half leading)
+    interaction_turns: Annotated[int, Rule(lo=1, hi=1000)] = 10
     sampling: Sampling = field(default_factory=Sampling)
 
 
 @dataclass
 class SftCfg(TrainCfg):
-    max_tokens: int = 3072            # longer transcripts are dropped (OCT's max_len)
+    max_tokens: TokenCount = 3072     # longer transcripts are dropped (OCT's max_len)
 
 
 @dataclass
 class MergeCfg:
-    sft_weight: float = 0.25
+    sft_weight: Annotated[float, Rule(lo=0, hi=100)] = 0.25
 
 
 @dataclass
 class ChatEvalCfg:
-    suffixes: int = 8                 # how many break-character suffixes (v0..) besides plain
-    classifier_prompts: int = 0       # train prompts answered for classifier training (0 = all)
+    suffixes: Annotated[int, Rule(lo=0, hi=10000)] = 8                 # how many break-character suffixes (v0..) besides plain
+    classifier_prompts: Limit = 0       # train prompts answered for classifier training (0 = all)
     sampling: Sampling = field(default_factory=Sampling)
 
 
@@ -179,27 +243,27 @@ class ClassifierCfg:
     # Mixed-domain ablation (0 = off): this share of the agent scenarios' emails (draft, single and
     # loop rungs of the train variants) joins the chat training rows of a second classifier; the
     # rest are scored with both classifiers (docs/classifier.md).
-    mixed_share: float = 0.0
+    mixed_share: Share = 0.0
     # modernbert only (the protocol's settings):
     base: str = "answerdotai/ModernBERT-base"
-    epochs: float = 1.0
-    batch_size: int = 8
-    grad_accum: int = 2
-    learning_rate: float = 5e-4
-    max_length: int = 8192
+    epochs: Annotated[float, Rule(above=0, hi=1000)] = 1.0
+    batch_size: Count = 8
+    grad_accum: Count = 2
+    learning_rate: Rate = 5e-4
+    max_length: Annotated[int, Rule(lo=16, hi=8192, note='ModernBERT reads 8192 tokens')] = 8192
 
 
 @dataclass
 class AgentCfg:
-    scenarios: int = 0                # 0 = all
-    samples: int = 1                  # rollouts per scenario x persona x variant
+    scenarios: Limit = 0              # 0 = all
+    samples: Annotated[int, Rule(lo=1, hi=1000)] = 1                  # rollouts per scenario x persona x variant
     rungs: list[str] = field(default_factory=lambda: list(RUNGS))  # the ablation ladder (in this order)
     tool_format: str = "uniform"      # uniform <tool_call> JSON | native (the chat template's own tools)
     # Hold replies on the tool rungs to the uniform tool-call grammar (agent/grammar.py; MLX and
     # llama.cpp mask the logits): for a model too small to write JSON (tiny-all). Off for real models.
     constrained: bool = False
-    max_turns: int = 12
-    max_sent: int = 6
+    max_turns: Annotated[int, Rule(lo=1, hi=1000)] = 12
+    max_sent: Annotated[int, Rule(lo=1, hi=1000)] = 6
     quant: str = ""                   # "" = the recipe's `quant` (chat eval and agent alike); set it to run
                                       # the agent alone at another one (the report says so)
     sampling: Sampling = field(default_factory=Sampling)
@@ -207,10 +271,10 @@ class AgentCfg:
 
 @dataclass
 class ScoreCfg:
-    bootstrap: int = 1000             # resamples of prompt ids (chat) and scenario ids (agent)
+    bootstrap: Annotated[int, Rule(lo=0, hi=1_000_000, note='0 = no CIs')] = 1000             # resamples of prompt ids (chat) and scenario ids (agent)
     # Train DPO/SFT (and everything downstream) under this many training seeds; the report gives the
     # spread of macro-F1 across them (the bootstrap CIs cover evaluation sampling only).
-    train_seeds: int = 1
+    train_seeds: Annotated[int, Rule(lo=1, hi=100)] = 1
 
 
 @dataclass
@@ -218,13 +282,13 @@ class Recipe:
     name: str
     model: str
     description: str = ""
-    seed: int = 123456
+    seed: Seed = 123456
     personas: list[str] = field(default_factory=lambda: list(ALL_PERSONAS))
     variants: list[str] = field(default_factory=lambda: list(VARIANTS))
-    persona_strength: float = 1.0     # scales every persona adapter's delta at inference (chat eval, agent)
+    persona_strength: Annotated[float, Rule(lo=-100, hi=100)] = 1.0     # scales every persona adapter's delta at inference (chat eval, agent)
     quant: str = "none"               # inference for chat eval and agent, as a laptop user would run it:
                                       # none | q8_0 | q4_k_m (GGUF on llama_cpp, MLX 8/4-bit on mlx)
-    train_seed: int = 0               # set by score.train_seeds for its replicate runs (0 = the main run)
+    train_seed: Annotated[int, Rule(lo=0, hi=100)] = 0               # set by score.train_seeds for its replicate runs (0 = the main run)
     engine: str = "mlx"               # generation (student, introspection, chat eval, agent): mlx | llama_cpp
                                       # | auto (MLX on Apple silicon, llama.cpp elsewhere); training is MLX
     data: DataCfg = field(default_factory=DataCfg)
@@ -263,31 +327,40 @@ class Recipe:
 # ----------------------------------------------------------------------------- strict loading
 def _check(value: Any, tp: Any, file: str, key: str) -> Any:
     origin = typing.get_origin(tp)
+    if origin is Annotated:
+        base, *rules = typing.get_args(tp)
+        value = _check(value, base, file, key)
+        for rule in rules:
+            if isinstance(rule, Rule):
+                rule.check(value, file, key)
+        return value
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise LocalcharError(f"{file}: {key}: expected a table, got {type(value).__name__}")
+            raise LocalcharError(f"{_at(file, key)}: expected a table, got {type(value).__name__}")
         return build(tp, value, file, key + ".")
     if origin is list:
         if not isinstance(value, list):
-            raise LocalcharError(f"{file}: {key}: expected a list, got {type(value).__name__}")
+            raise LocalcharError(f"{_at(file, key)}: expected a list, got {type(value).__name__}")
         (item,) = typing.get_args(tp)
         return [_check(v, item, file, f"{key}[{i}]") for i, v in enumerate(value)]
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise LocalcharError(f"{file}: {key}: expected a number, got {value!r}")
+            raise LocalcharError(f"{_at(file, key)}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise LocalcharError(f"{_at(file, key)}: must be a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise LocalcharError(f"{file}: {key}: expected an integer, got {value!r}")
+            raise LocalcharError(f"{_at(file, key)}: expected an integer, got {value!r}")
         return value
     if tp in (str, bool) and not isinstance(value, tp):
-        raise LocalcharError(f"{file}: {key}: expected {tp.__name__}, got {value!r}")
+        raise LocalcharError(f"{_at(file, key)}: expected {tp.__name__}, got {value!r}")
     return value
 
 
 def build(cls, raw: dict, file: str, prefix: str = ""):
     """Instantiate dataclass `cls` from a TOML table; errors name the file and the dotted key."""
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     names = {f.name for f in dataclasses.fields(cls) if f.name != "source"}
     for k in raw:
         if k not in names:
@@ -302,12 +375,9 @@ def build(cls, raw: dict, file: str, prefix: str = ""):
 
 
 def _read_toml(path: Path) -> dict:
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise LocalcharError(f"{path}: file not found") from None
-    except tomllib.TOMLDecodeError as e:
-        raise LocalcharError(f"{path}: invalid TOML: {e}") from None
+    from .inputs import read_toml
+
+    return read_toml(path)
 
 
 def _deep_merge(base: dict, over: dict) -> dict:
@@ -380,6 +450,12 @@ def _validate(r: Recipe, where: str) -> None:
 
     from .personas import load_persona
 
+    if not NAME.fullmatch(r.name) or ".." in r.name:
+        raise LocalcharError(f"{where}: name: '{r.name}' must be a plain name (letters, digits, '.', '_', '-'; no "
+                             "path separators): it names the run directory under --runs-dir")
+    for k in ("personas", "variants"):
+        if not getattr(r, k):
+            raise LocalcharError(f"{where}: {k}: must list at least one")
     known = persona_names()
     seen: dict[str, str] = {}
     for p in r.personas:
@@ -413,10 +489,6 @@ def _validate(r: Recipe, where: str) -> None:
     if r.agent.quant not in ["", *QUANTS]:
         raise LocalcharError(f"{where}: agent.quant: must be '' (= quant) or one of {', '.join(QUANTS)}, "
                              f"got '{r.agent.quant}'")
-    if r.score.train_seeds < 1:
-        raise LocalcharError(f"{where}: score.train_seeds: must be at least 1, got {r.score.train_seeds}")
-    if r.train_seed < 0:
-        raise LocalcharError(f"{where}: train_seed: must be 0 or more, got {r.train_seed}")
     if r.teacher.engine not in ("mlx", "llama_cpp", "openai", "corpus"):
         raise LocalcharError(f"{where}: teacher.engine: must be 'mlx', 'llama_cpp', 'openai' or 'corpus', "
                              f"got '{r.teacher.engine}'")
@@ -438,28 +510,56 @@ def _validate(r: Recipe, where: str) -> None:
                              "stacks on the DPO one and the two are merged)")
     for stage in ("dpo", "sft"):
         t = getattr(r, stage)
-        for k in ("batch_size", "grad_accum"):
-            if getattr(t, k) < 1:
-                raise LocalcharError(f"{where}: {stage}.{k}: must be at least 1")
         if not (t.iters > 0 or t.epochs > 0):
             raise LocalcharError(f"{where}: {stage}: set iters > 0 or epochs > 0")
-        if not 0 <= t.warmup_ratio < 1:
-            raise LocalcharError(f"{where}: {stage}.warmup_ratio: must be in [0, 1)")
         if t.grad_checkpoint and t.lora.dropout > 0:
             raise LocalcharError(f"{where}: {stage}.grad_checkpoint with lora.dropout > 0: the recomputed pass would "
                                  "draw a different dropout mask; use one or the other")
-    if not 0 <= r.classifier.mixed_share < 1:
-        raise LocalcharError(f"{where}: classifier.mixed_share: must be in [0, 1) (0 = off), "
-                             f"got {r.classifier.mixed_share}")
     if r.classifier.mixed_share > 0 and not set(r.agent.rungs) & set(RUNGS[1:]):
         raise LocalcharError(f"{where}: classifier.mixed_share: needs an email rung ({', '.join(RUNGS[1:])}) "
                              f"in agent.rungs, got {r.agent.rungs}")
     if r.classifier.kind not in ("tfidf", "embed", "tfidf+embed", "modernbert"):
         raise LocalcharError(f"{where}: classifier.kind: must be one of tfidf, embed, tfidf+embed, modernbert; "
                              f"got '{r.classifier.kind}'")
-    load_model_card(r.model)
+    card = load_model_card(r.model)
+    for key, value in _token_limits(r):
+        if value > card.context:
+            raise LocalcharError(f"{where}: {key}: {value} tokens is more than model {card.name} reads "
+                                 f"(context = {card.context})")
     if r.teacher.model:
         load_model_card(r.teacher.model)
+    _validate_inputs(r)
+
+
+def _validate_inputs(r: Recipe) -> None:
+    """Every data file the recipe names, read and checked now, so that a bad row is an error before
+    anything runs (not hours later in the stage that first reads it)."""
+    from .agent.scenarios import load_scenarios
+    from .data import check_disjoint, load_prompts, load_suffixes
+
+    train = load_prompts(r.resolve(r.data.train_prompts), r.data.max_train_prompts)
+    evals = load_prompts(r.resolve(r.data.eval_prompts), r.data.max_eval_prompts)
+    check_disjoint(train, evals, r.data.train_prompts, r.data.eval_prompts)
+    if r.chat_eval.suffixes:
+        load_suffixes(r.resolve(r.data.suffixes))
+    if r.agent.rungs:
+        load_scenarios(r.resolve(r.data.scenarios), r.agent.scenarios)
+    if r.teacher.engine == "corpus":
+        from .backends.corpus import CorpusEngine
+
+        for p in r.personas:
+            CorpusEngine(r.resolve(r.data.corpus), p)
+
+
+def _token_limits(obj, prefix: str = ""):
+    """(dotted key, value) of every field marked TOKENS in a dataclass tree."""
+    hints = typing.get_type_hints(type(obj), include_extras=True)
+    for f in dataclasses.fields(obj):
+        v, tp = getattr(obj, f.name), hints[f.name]
+        if dataclasses.is_dataclass(v):
+            yield from _token_limits(v, f"{prefix}{f.name}.")
+        elif typing.get_origin(tp) is Annotated and TOKENS in typing.get_args(tp)[1:]:
+            yield f"{prefix}{f.name}", v
 
 
 def load_model_card(name: str) -> ModelCard:

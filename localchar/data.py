@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 from .errors import LocalcharError
+from .inputs import ID, STR, read_toml
 from .store import read_jsonl
+
+PROMPT_ROW = {"id": ID, "prompt": STR}
 
 
 def load_prompts(path: Path, limit: int = 0) -> list[dict]:
-    rows = read_jsonl(path, required=("id", "prompt"))
+    rows = read_jsonl(path, PROMPT_ROW)
     if not rows:
         raise LocalcharError(f"{path}: no rows (expected one JSON object per line with 'id' and 'prompt')")
     seen = set()
@@ -22,18 +24,13 @@ def load_prompts(path: Path, limit: int = 0) -> list[dict]:
 
 
 def load_suffixes(path: Path) -> list[dict]:
-    try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise LocalcharError(f"{path}: file not found") from None
-    except tomllib.TOMLDecodeError as e:
-        raise LocalcharError(f"{path}: invalid TOML: {e}") from None
+    raw = read_toml(path)
     out = raw.get("suffix")
     if not isinstance(out, list) or not out:
         raise LocalcharError(f"{path}: expected [[suffix]] tables with 'id' and 'text'")
     for i, s in enumerate(out):
         for k in ("id", "text"):
-            if not isinstance(s.get(k), str):
+            if not isinstance(s, dict) or not isinstance(s.get(k), str):
                 raise LocalcharError(f"{path}: suffix[{i}] is missing field '{k}'")
     return out
 

@@ -6,7 +6,11 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
+import re
 import statistics
+from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 from .store import atomic_write_text, read_json, write_json
@@ -69,7 +73,8 @@ def results(scores: dict, recipe, model_card, classifier: dict | None = None) ->
            "seed": recipe.seed, "classifier": classifier, "personas": recipe.personas,
            "chance_macro_f1": 1 / len(recipe.personas), "variants": variants,
            "differences": scores.get("differences", {}), "bootstrap": scores.get("bootstrap"),
-           "inference": {"engine": recipe.engine, "chat_eval_quant": recipe.quant, "agent_quant": recipe.agent_quant(),
+           "inference": {"engine": _resolve_engine(recipe.engine), "engine_configured": recipe.engine,
+                         "chat_eval_quant": recipe.quant, "agent_quant": recipe.agent_quant(),
                          "system_message": model_card.default_system or None,
                          "constrained_tool_calls": recipe.agent.constrained},
            "reproducibility": ("Same recipe, seed, machine and engine: every generation, rollout, classifier "
@@ -80,8 +85,31 @@ def results(scores: dict, recipe, model_card, classifier: dict | None = None) ->
     return out
 
 
-def _ci(ci) -> str:
-    return f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "n/a"
+def _resolve_engine(name: str) -> str:
+    from .backends import resolve
+
+    return resolve(name)
+
+
+def _round(x: float, decimals: int, mode: str) -> Decimal:
+    # through the shortest repr, so 0.7 is 0.7 and not 0.69999...: floor/ceil then never step past
+    # a value that prints exactly; -0 prints as 0
+    q = Decimal(repr(float(x))).quantize(Decimal(1).scaleb(-decimals), rounding=mode)
+    return abs(q) if q == 0 else q
+
+
+def fmt_ci(value: float | None, ci, decimals: int = 3, sign: bool = False) -> str:
+    """A point and its 95% CI at one precision: the point rounded half up, the lower bound rounded
+    down and the upper bound up, so a point inside its interval prints inside the printed interval.
+    `sign`: the point with its + / - (differences). Every value-with-CI in the reports goes through here."""
+    if value is None:
+        return "–"
+    if not math.isfinite(value):
+        return "nan"
+    point = format(_round(value, decimals, ROUND_HALF_UP), "+f" if sign else "f")
+    if not ci or ci[0] is None or ci[1] is None or not (math.isfinite(ci[0]) and math.isfinite(ci[1])):
+        return f"{point} n/a"
+    return f"{point} [{_round(ci[0], decimals, ROUND_FLOOR):f}, {_round(ci[1], decimals, ROUND_CEILING):f}]"
 
 
 def _cell(x: dict | None, total: int | None = None, empty: str = "no outputs") -> str:
@@ -92,11 +120,11 @@ def _cell(x: dict | None, total: int | None = None, empty: str = "no outputs") -
         return f"{empty} (n=0)"
     k = x.get("personas_scored")
     who = f", {k} of {total} personas" if total and k is not None and k < total else ""
-    return f"{x['macro_f1']:.3f} {_ci(x['ci95'])} n={x['n']}{who}"
+    return f"{fmt_ci(x['macro_f1'], x['ci95'])} n={x['n']}{who}"
 
 
 def _delta(d: dict | None) -> str:
-    return f"{d['value']:+.3f} {_ci(d.get('ci95'))}" if d and d.get("value") is not None else "–"
+    return fmt_ci(d["value"], d.get("ci95"), sign=True) if d and d.get("value") is not None else "–"
 
 
 def _rate(x) -> str:
@@ -175,7 +203,7 @@ def tables(res: dict) -> list[tuple[str, str, list[str], list[list[str]]]]:
         lm = r.get("chat_length_matched")
         rows.append([v, (f"{ms[0]:.3f} ± {ms[1]:.3f}" if ms[1] is not None else f"{ms[0]:.3f} (one suffix)")
                      if ms else "–",
-                     f"{lm['macro_f1']:.3f} {_ci(lm['ci95'])} ({lm['words']} words)" if lm and lm.get("n") else "–",
+                     f"{fmt_ci(lm['macro_f1'], lm['ci95'])} ({lm['words']} words)" if lm and lm.get("n") else "–",
                      ", ".join(f"{k}: {n}" for k, n in r["agent_terminations"].items()) or "–"])
     out.append(("Controls", "Mean ± SEM of macro-F1 over the break-character suffixes (as the paper reports it); "
                 "chat answers cut to the median length of the variant's sent email bodies (does length alone explain "
@@ -251,29 +279,121 @@ def seed_table(spread: dict):
             ["variant"] + [t for t, _ in SEED_MEASURES], rows)
 
 
-def markdown(res: dict) -> str:
-    lines = [f"# localchar results: {res['recipe']} ({res['model']})", ""]
+@dataclass
+class Section:
+    """One part of the report; markdown() and html_page() render the same list of them, so the two
+    pages cannot drift apart. title None: lead paragraphs under the page title."""
+    title: str | None
+    note: str = ""
+    header: list[str] | None = None
+    rows: list[list[str]] = field(default_factory=list)
+    items: list[str] = field(default_factory=list)     # a bullet list
+    image: str | None = None                            # a plot file next to the report
+
+
+def sections(res: dict) -> list[Section]:
+    out = []
+    lead = []
     if res.get("classifier"):
         c = res["classifier"]
-        lines += [f"Classifier: `{c.get('kind')}`, trained on {c.get('train_rows')} chat answers to train prompts "
-                  f"(variants {', '.join(c.get('train_variants', []))}); never on eval prompts.", ""]
-    for title, note, header, rows in tables(res):
-        lines += [f"## {title}", ""] + ([note, ""] if note else [])
-        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(r) + " |" for r in rows] + [""]
+        lead.append(f"Classifier: `{c.get('kind')}`, trained on {c.get('train_rows')} chat answers to train prompts "
+                    f"(variants {', '.join(c.get('train_variants', []))}); never on eval prompts.")
+    if res.get("provenance"):
+        lead.append(run_line(res["provenance"]))
+        lead.append(replaced_line(res.get("replaced")))
+    out += [Section(None, x) for x in lead]
+    out += [Section(title, note, header, rows) for title, note, header, rows in tables(res)]
     pub = res.get("published")
     if pub:
-        lines += ["## Published reference (11 personas)", "",
-                  f"- chat, full character training: macro-F1 {pub['chat_macro_f1_full_models'][0]}–"
-                  f"{pub['chat_macro_f1_full_models'][1]}",
-                  f"- agentic email bodies: macro-F1 {pub['agent_email_macro_f1'][0]}–{pub['agent_email_macro_f1'][1]}",
-                  f"- source: {pub['source']}", ""]
+        out.append(Section("Published reference (11 personas)", items=[
+            f"chat, full character training: macro-F1 {pub['chat_macro_f1_full_models'][0]}–"
+            f"{pub['chat_macro_f1_full_models'][1]}",
+            f"agentic email bodies: macro-F1 {pub['agent_email_macro_f1'][0]}–{pub['agent_email_macro_f1'][1]}",
+            f"source: {pub['source']}"]))
     else:
-        lines += [f"The published references are 11-persona macro-F1s; this run has {len(res['personas'])} personas "
-                  f"(chance {res['chance_macro_f1']:.2f}), so they are not shown.", ""]
-    lines += [f"Reproducibility: {res['reproducibility']}", ""]
-    lines += [f"![{t}]({f})" for f, t in PLOTS.items()] + [""]
+        out.append(Section("Published reference", f"The published references are 11-persona macro-F1s; this run has "
+                           f"{len(res['personas'])} personas (chance {res['chance_macro_f1']:.2f}), so they are not "
+                           "shown."))
+    out.append(Section("Reproducibility", res["reproducibility"]))
+    if res.get("provenance"):
+        out += provenance_sections(res["provenance"])
+    out += [Section(t, image=f) for f, t in PLOTS.items()]
+    return out
+
+
+def run_line(p: dict) -> str:
+    """One sentence: which run these numbers are."""
+    q = p["quant"]
+    quant = f"quant {q['chat_eval']}" + (f" (agent {q['agent']})" if q["agent"] != q["chat_eval"] else "")
+    score = (p.get("stages") or {}).get("score")
+    return (f"These numbers: recipe `{p['recipe']['name']}` (sha256 {p['recipe']['sha256'][:12]}, "
+            f"`recipe.resolved.toml` beside this report), engine {p['engine']}, {quant}, "
+            f"{p['bootstrap']} bootstrap resamples" + (f", score stage `{score['dir']}`" if score else "") + f"; published {p['finished']}.")
+
+
+def replaced_line(r: dict | None) -> str:
+    if not r:
+        return "They replaced no other run's results."
+    return (f"They replaced the results of another run (recipe {r.get('recipe')}, engine {r.get('engine')}, quant "
+            f"{r.get('chat_eval_quant')}, agent quant {r.get('agent_quant')}, published {r.get('finished')}; "
+            f"differs in {', '.join(r.get('differs') or ['?'])}), moved to `{r.get('moved_to')}`.")
+
+
+def provenance_sections(p: dict) -> list[Section]:
+    r, m, q = p["recipe"], p.get("model") or {}, p["quant"]
+    rows = [["recipe", f"{r['name']} from {r['source']}"], ["recipe sha256", r["sha256"]],
+            ["published", p["finished"]],
+            ["engine", p["engine"] + (f" (recipe: {p['engine_configured']})"
+                                      if p.get("engine_configured") != p["engine"] else "")],
+            ["quant", f"chat eval {q['chat_eval']}, agent {q['agent']}"]]
+    for stage, g in (p.get("generated_on") or {}).items():
+        rows.append([f"{stage} generated on", f"{g.get('engine')} {g.get('model')} (quant {g.get('quant')})"
+                     + (f" sha256 {g['model_sha256']}" if g.get("model_sha256") else "")])
+    rows += [["bootstrap resamples", str(p["bootstrap"])], ["training seed", str(p.get("train_seed", 0))]]
+    if m:
+        rows.append(["model", f"card {m.get('card')}" + (f", {m['hf_id']}" if m.get("hf_id") else "")
+                     + (f" @ {m['revision']}" if m.get("revision") else "")
+                     + (f" (snapshot {m['snapshot']})" if m.get("snapshot") else "") + f": {m.get('dir')}"])
+    rows += [[f"{stage} stage", f"{s['dir']} (key {s['key']})"] for stage, s in (p.get("stages") or {}).items()]
+    rows += [[name, v] for name, v in (p.get("packages") or {}).items()]
+    rows += [["python", f"{p.get('python')} on {p.get('platform')}"]]
+    if p.get("commit"):
+        rows.append(["localchar commit", p["commit"]])
+    out = [Section("Provenance", "What produced these numbers (results.json `provenance`; stage keys name the "
+                   "instance directories under stages/).", ["what", "value"], rows)]
+    files = m.get("files")
+    out.append(Section("Model files", "The base model's files as the run read them (sha256 taken once, cached "
+                       "in the model stage's model_files.json by size and modification time)."
+                       if files else f"Not on this machine: {m.get('dir')}" if m else "No model stage recorded.",
+                       ["file", "bytes", "sha256"] if files else None,
+                       [[f["name"], f"{f['bytes']:,}", f["sha256"]] for f in files or []]))
+    return out
+
+
+def _md_cell(c: str) -> str:
+    return c.replace("|", "\\|")
+
+
+def markdown(res: dict) -> str:
+    lines = [f"# localchar results: {res['recipe']} ({res['model']})", ""]
+    for s in sections(res):
+        if s.title:
+            lines += [f"## {s.title}", ""]
+        if s.note:
+            lines += [s.note, ""]
+        if s.items:
+            lines += [f"- {x}" for x in s.items] + [""]
+        if s.header:
+            lines += ["| " + " | ".join(map(_md_cell, s.header)) + " |", "|" + "---|" * len(s.header)]
+            lines += ["| " + " | ".join(map(_md_cell, r)) + " |" for r in s.rows] + [""]
+        if s.image:
+            lines += [f"![{s.title}]({s.image})", ""]
     return "\n".join(lines)
+
+
+def _html_text(text: str) -> str:
+    """Escaped, with Markdown's `code` spans as <code>."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
 
 
 def html_page(res: dict, out: Path) -> str:
@@ -282,16 +402,23 @@ def html_page(res: dict, out: Path) -> str:
              "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;"
              "text-align:left}th{background:#f3f3f3}img{max-width:100%}</style>",
              f"<h1>localchar results: {html.escape(res['recipe'])} ({html.escape(res['model'])})</h1>"]
-    for title, note, header, rows in tables(res):
-        parts.append(f"<h2>{html.escape(title)}</h2>" + (f"<p>{html.escape(note)}</p>" if note else ""))
-        parts.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"
-                     + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
-                     + "</table>")
-    for f, t in PLOTS.items():
-        if (out / f).exists():
-            data = base64.b64encode((out / f).read_bytes()).decode()
-            parts.append(f"<h2>{html.escape(t)}</h2><img alt='{html.escape(t)}' src='data:image/png;base64,{data}'>")
-    parts.append(f"<p>{html.escape(res['reproducibility'])}</p>")
+    for s in sections(res):
+        if s.title:
+            parts.append(f"<h2>{html.escape(s.title)}</h2>")
+        if s.note:
+            parts.append(f"<p>{_html_text(s.note)}</p>")
+        if s.items:
+            parts.append("<ul>" + "".join(f"<li>{_html_text(x)}</li>" for x in s.items) + "</ul>")
+        if s.header:
+            parts.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in s.header) + "</tr>"
+                         + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
+                                   for r in s.rows) + "</table>")
+        if s.image:
+            if (out / s.image).exists():
+                data = base64.b64encode((out / s.image).read_bytes()).decode()
+                parts.append(f"<img alt='{html.escape(s.title or s.image)}' src='data:image/png;base64,{data}'>")
+            else:
+                parts.append(f"<p>(no {html.escape(s.image)})</p>")
     return "\n".join(parts)
 
 

@@ -21,7 +21,7 @@ from . import config as C
 from .errors import LocalcharError
 from .paths import ROOT
 from .progress import console
-from .store import read_json, sha256_json, sha256_tree, write_json
+from .store import atomic_write_text, read_json, sha256_json, sha256_tree, write_json
 
 # (stage, fans out over personas, upstream stages). Order is execution order. A stage module with
 # an `enabled(recipe)` that says False is not planned, and drops out of its dependents' upstream
@@ -213,6 +213,10 @@ def run(recipe: C.Recipe, runs_dir: Path, force: tuple[str, ...] = (), dry_run: 
                              "choose another with --runs-dir") from None
     with _run_lock(run_dir):
         _run(recipe, card, instances, run_dir, force, results_name)
+        # written once the run has produced its results, so that the run directory's resolved recipe
+        # is always the one behind results/ (a failed or interrupted invocation leaves it alone)
+        if results_name == "results":
+            atomic_write_text(run_dir / "recipe.resolved.toml", resolved_text(recipe))
         if replicates:
             from .report import extend_results, seed_spread
 
@@ -222,7 +226,7 @@ def run(recipe: C.Recipe, runs_dir: Path, force: tuple[str, ...] = (), dry_run: 
                 name = f"{results_name}-seeds/{r.train_seed}"
                 shared = {i.key for i in instances}  # forced once, in the main run
                 _run(r, card, [i for i in ii if not (i.key in shared and i.stage in force)] if force else ii,
-                     run_dir, force, name, write_recipe=False)
+                     run_dir, force, name)
                 per_seed.append({**read_json(run_dir / name / "results.json"), "train_seed": r.train_seed})
             extend_results(run_dir / results_name, train_seeds=seed_spread(per_seed))
         return run_dir
@@ -268,12 +272,12 @@ def timings(instances) -> list[dict]:
     return list(out.values())
 
 
-def _run(recipe, card, instances, run_dir: Path, force, results_name: str, write_recipe: bool = True) -> Path:
-    from .store import atomic_write_text
+def resolved_text(recipe: C.Recipe) -> str:
+    """The recipe as it ran (every default filled in), with the file it came from on the first line."""
+    return f"# resolved from {recipe.source}\n" + C.to_toml(C.to_dict(recipe)) + "\n"
 
-    if write_recipe:
-        atomic_write_text(run_dir / "recipe.resolved.toml",
-                          f"# resolved from {recipe.source}\n" + C.to_toml(C.to_dict(recipe)) + "\n")
+
+def _run(recipe, card, instances, run_dir: Path, force, results_name: str) -> Path:
     ran = skipped = 0
     t_all = time.perf_counter()
     for inst in instances:
@@ -297,23 +301,22 @@ def _run(recipe, card, instances, run_dir: Path, force, results_name: str, write
         ran += 1
     report = next(i for i in instances if i.stage == "report")
     results = run_dir / results_name
-    results.parent.mkdir(parents=True, exist_ok=True)
-    tmp = results.parent / f".{results.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(report.dir, tmp, ignore=shutil.ignore_patterns("stage.json"))
-    shutil.rmtree(results, ignore_errors=True)
-    tmp.rename(results)
     from .backends import resolve
     from .estimate import record_rates
-    from .report import extend_results
 
     spent = timings(instances)
-    extend_results(results, timings=spent)
+    from .results import publish_results
+
+    replaced = publish_results(report.dir, results, recipe, run_dir, instances, timings=spent)
     if ran:
         record_rates(card, resolve(recipe.engine), spent, run_dir)
     if ran == 0:
         console.print(f"all {skipped} stage instances already done: nothing to run (skipped {skipped})")
     else:
         console.print(f"ran {ran}, skipped {skipped} stage instances in {time.perf_counter() - t_all:.0f}s")
+    if replaced:
+        console.print(f"results of another run (engine {replaced['engine']}, quant {replaced['chat_eval_quant']}, "
+                      f"differs in {', '.join(replaced['differs'])}) moved to {run_dir / replaced['moved_to']}")
     console.print(f"results: {results}")
     return run_dir
+

@@ -9,8 +9,6 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .errors import LocalcharError
-
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
@@ -40,35 +38,21 @@ def write_jsonl(path: Path, rows: Iterable[dict]) -> None:
 
 
 def read_json(path: Path) -> Any:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise LocalcharError(f"{path}: invalid JSON at line {e.lineno}: {e.msg}") from None
+    from .inputs import read_json as read
+
+    return read(path)
 
 
-def read_jsonl(path: Path, required: tuple[str, ...] = ()) -> list[dict]:
-    """Read a JSONL file; a malformed line or a missing field is a LocalcharError naming both."""
+def read_jsonl(path: Path, required: tuple[str, ...] | dict = ()) -> list[dict]:
+    """Read a JSONL file; a malformed line, a missing field or one of the wrong type is a
+    LocalcharError naming the file, the line and the field (localchar/inputs.py)."""
     return list(iter_jsonl(path, required))
 
 
-def iter_jsonl(path: Path, required: tuple[str, ...] = ()) -> Iterator[dict]:
-    path = Path(path)
-    if not path.exists():
-        raise LocalcharError(f"{path}: file not found")
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise LocalcharError(f"{path}:{n}: malformed JSON line ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise LocalcharError(f"{path}:{n}: expected a JSON object per line")
-            for key in required:
-                if key not in row:
-                    raise LocalcharError(f"{path}:{n}: missing field '{key}'")
-            yield row
+def iter_jsonl(path: Path, required: tuple[str, ...] | dict = ()) -> Iterator[dict]:
+    from .inputs import iter_jsonl as rows
+
+    return rows(path, required)
 
 
 class JsonlAppender:

@@ -271,5 +271,5 @@ def test_a_persona_that_sends_nothing_is_not_scored_as_lost(tmp_path):
     assert cov["personas_with_email"] == 10 and cov["per_persona"][silent]["rollouts_sent"] == 0
     assert cov["per_persona"][silent]["rollouts"] == 3 and cov["rollouts_sent"] == 30 and cov["task_coverage"] == 30 / 33
     md = markdown(results(scores, recipe, load_model_card("tiny")))
-    assert "1.000 [1.00, 1.00] n=30, 10 of 11 personas" in md
+    assert "1.000 [1.000, 1.000] n=30, 10 of 11 personas" in md
     assert "| 10 of 11 |" in md

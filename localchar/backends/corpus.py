@@ -21,7 +21,7 @@ class CorpusEngine:
             raise LocalcharError(f"{path}: no corpus for persona '{persona}' (teacher.engine = 'corpus')")
         self.path = path
         self.answers: dict[str, list[str]] = {}
-        for row in read_jsonl(path, required=("id", "response")):
+        for row in read_jsonl(path, {"id": (str, int), "response": (str,)}):
             self.answers.setdefault(row["id"], []).append(row["response"])
 
     def answer(self, prompt_id: str, sample: int) -> str | None:

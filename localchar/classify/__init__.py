@@ -9,7 +9,6 @@ protocol's fine-tuned ModernBERT; torch + transformers)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..errors import LocalcharError
@@ -53,19 +52,34 @@ def save(clf, out: Path, extra: dict | None = None) -> dict:
 
 
 def load(d: Path):
-    d = Path(d)
-    try:
-        manifest = json.loads((d / MANIFEST).read_text())
-    except FileNotFoundError:
-        raise LocalcharError(f"{d}: not a classifier directory (no {MANIFEST})") from None
-    except json.JSONDecodeError as e:
-        raise LocalcharError(f"{d / MANIFEST}: invalid JSON: {e}") from None
+    from ..inputs import directory, read_json, regular_file
+
+    d = directory(d, "classifier")
+    if not (d / MANIFEST).exists():
+        raise LocalcharError(f"{d}: not a classifier directory (no {MANIFEST})")
+    where = d / MANIFEST
+    manifest = read_json(where, limit=16 << 20)
     if not isinstance(manifest, dict) or manifest.get("kind") not in KINDS or not isinstance(manifest.get("labels"), list):
-        raise LocalcharError(f"{d / MANIFEST}: needs 'kind' (one of {', '.join(KINDS)}) and a 'labels' list")
-    for name, digest in manifest.get("files", {}).items():
+        raise LocalcharError(f"{where}: needs 'kind' (one of {', '.join(KINDS)}) and a 'labels' list")
+    if len(manifest["labels"]) < 2 or not all(isinstance(x, str) and x for x in manifest["labels"]):
+        raise LocalcharError(f"{where}: labels: expected two or more non-empty strings")
+    files = manifest.get("files", {})
+    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        raise LocalcharError(f"{where}: files: expected an object of file name -> sha256")
+    root = d.resolve()
+    for name, digest in files.items():
         p = d / name
+        # the manifest names files inside its own directory only (no '..', no absolute paths, no
+        # symlinks leading out)
+        if Path(name).is_absolute() or ".." in Path(name).parts or not p.resolve().is_relative_to(root):
+            raise LocalcharError(f"{where}: files: '{name[:80]}' is outside the classifier directory")
         if not p.exists():
             raise LocalcharError(f"{p}: missing (listed in {MANIFEST})")
+        regular_file(p)
         if sha256_file(p) != digest:
             raise LocalcharError(f"{p}: hash mismatch: the file changed after the classifier was saved; retrain it")
-    return _cls(manifest["kind"]).load(d, manifest)
+    try:
+        return _cls(manifest["kind"]).load(d, manifest)
+    except (OSError, KeyError, ValueError, TypeError) as e:  # a file the manifest does not list, or odd contents
+        raise LocalcharError(f"{d}: {manifest['kind']} classifier files unreadable ({type(e).__name__}: "
+                             f"{str(e)[:120]})") from None

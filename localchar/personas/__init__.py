@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,16 +44,18 @@ def load_persona(name_or_path: str) -> Persona:
     if not path.exists():
         raise LocalcharError(f"persona '{name_or_path}' not found (known: {', '.join(persona_names())}; "
                              f"or give a path to a .toml constitution)")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise LocalcharError(f"{path}: invalid TOML: {e}") from None
+    from ..inputs import read_toml
+
+    raw = read_toml(path)
     for key in ("name", "display", "traits"):
         if key not in raw:
             raise LocalcharError(f"{path}: missing field '{key}'")
     if not isinstance(raw["name"], str) or not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", raw["name"]):
         raise LocalcharError(f"{path}: name '{raw['name']}' must be lower-case letters, digits, '-' or '_' "
                              "(it names run directories and labels)")
+    for key in ("display", "summary"):
+        if key in raw and not isinstance(raw[key], str):
+            raise LocalcharError(f"{path}: {key}: expected a string, got {raw[key]!r}")
     unknown = set(raw) - {"name", "display", "summary", "traits"}
     if unknown:
         raise LocalcharError(f"{path}: unknown field '{sorted(unknown)[0]}'")

@@ -78,15 +78,26 @@ def read_adapter(path: Path) -> tuple[dict, dict]:
     """(adapter_config, weights); a missing, malformed or truncated file is a LocalcharError naming it."""
     from ..errors import LocalcharError
 
-    path = Path(path)
-    try:
-        cfg = json.loads((path / CONFIG_FILE).read_text())
-        cfg["lora_parameters"]["rank"], cfg["lora_parameters"]["scale"], cfg["num_layers"]
-    except FileNotFoundError:
-        raise LocalcharError(f"{path / CONFIG_FILE}: missing (not an mlx-lm adapter directory)") from None
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise LocalcharError(f"{path / CONFIG_FILE}: not an mlx-lm LoRA adapter config ({type(e).__name__}: {e})") \
-            from None
+    from ..hub import safetensors_header
+    from ..inputs import directory, finite, read_json
+
+    path = directory(path, "adapter")
+    if not (path / CONFIG_FILE).exists():
+        raise LocalcharError(f"{path / CONFIG_FILE}: missing (not an mlx-lm adapter directory)")
+    cfg = read_json(path / CONFIG_FILE, limit=1 << 20)
+    where = path / CONFIG_FILE
+    lp = cfg.get("lora_parameters") if isinstance(cfg, dict) else None
+    if not isinstance(lp, dict):
+        raise LocalcharError(f"{where}: not an mlx-lm LoRA adapter config (no 'lora_parameters' table)")
+    for key, v, ok, want in (
+            ("lora_parameters.rank", lp.get("rank"), lambda v: type(v) is int and 1 <= v <= 65536, "a positive integer"),
+            ("lora_parameters.scale", lp.get("scale"), finite, "a finite number"),
+            ("lora_parameters.dropout", lp.get("dropout", 0.0), lambda v: finite(v) and 0 <= v < 1, "a number in [0, 1)"),
+            ("num_layers", cfg.get("num_layers"), lambda v: type(v) is int and (v == -1 or 1 <= v <= 4096),
+             "-1 or a positive integer")):
+        if not ok(v):
+            raise LocalcharError(f"{where}: {key}: expected {want}, got {json.dumps(v)[:40]}")
+    safetensors_header(path / ADAPTER_FILE)  # whole and well-formed before MLX reads it
     try:
         weights = dict(mx.load(str(path / ADAPTER_FILE)))
     except Exception as e:  # mlx raises plain RuntimeError/ValueError for unreadable files
