@@ -100,3 +100,18 @@ def test_tool_use_email_blocks_are_recovered(emails, before):
     got, errors = parse_tool_calls(before + "\n" + "\n".join(blocks))
     assert not errors
     assert [c["arguments"] for c in got] == [{"to": t, "subject": s, "body": b} for t, s, b in emails]
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.sampled_from(sorted(FORMS)), st.lists(call, min_size=1, max_size=2)), min_size=2, max_size=4),
+       st.sampled_from(["\n", "\n\n", " then ", ". Next: "]), st.booleans(), st.sampled_from(["", '"', "'", '"""', "'''"]))
+def test_mixed_forms_come_back_in_text_order(parts, sep, raw, quote):
+    """Several forms in one message: every call, once, in the order they are written. Unfenced
+    Python-style calls count only when no delimited form is there (beside one, they are prose)."""
+    text = sep.join(render(form, calls, raw, quote) for form, calls in parts)
+    got, errors = parse_tool_calls(text)
+    loose = {"python", "tool_code_bare"}  # the unfenced forms
+    delimited = any(form not in loose for form, _ in parts)
+    assert not errors
+    assert [(c["name"], c["arguments"], c["form"]) for c in got] == [
+        (n, a, FORMS[form]) for form, calls in parts if not (delimited and form in loose) for n, a in calls]
