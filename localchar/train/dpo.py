@@ -46,8 +46,8 @@ def reference_logps(model, encoded: list, batch_size: int = 8) -> list[tuple[np.
         for i in range(0, len(encoded), batch_size):
             chunk = encoded[i:i + batch_size]
             seqs = [c for c, _ in chunk] + [r for _, r in chunk]
-            toks, _ = pad_batch(seqs)
-            lp = mx.stop_gradient(token_logps(model, toks))
+            toks, masks = pad_batch(seqs)
+            lp = mx.stop_gradient(token_logps(model, toks, masks))
             lp = np.array(lp.astype(mx.float32))
             rows = [lp[k, :len(ids) - 1].copy() for k, (ids, _) in enumerate(seqs)]
             n = len(chunk)
@@ -57,7 +57,7 @@ def reference_logps(model, encoded: list, batch_size: int = 8) -> list[tuple[np.
 
 def make_dpo_loss(beta: float, nll_coef: float, kl_coef: float = 0.0):
     def loss_fn(model, toks, masks, ref):
-        lp = token_logps(model, toks)
+        lp = token_logps(model, toks, masks)
         logps = (lp * masks).sum(-1)
         ref_logps = (ref * masks).sum(-1)
         ntok = masks.sum(-1)
