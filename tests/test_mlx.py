@@ -92,8 +92,8 @@ def _toy_pairs(tok, n=4):
 def test_dpo_starts_at_ln2_and_learns(tiny_model, tmp_path):
     model, tok = load(str(tiny_model))
     enc = _toy_pairs(tok)
-    toks, _ = pad_batch([c for c, _ in enc])
-    base_lp = np.array(token_logps(model, toks))
+    toks, masks = pad_batch([c for c, _ in enc])
+    base_lp = np.array(token_logps(model, toks)) * np.array(masks)   # the reference is read on the reply only
     add_lora(model, -1, LORA)
     refs = reference_logps(model, enc)  # LoRA switched off must be the base model
     for k, (rc, _) in enumerate(refs):
